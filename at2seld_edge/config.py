@@ -1,0 +1,292 @@
+"""Model presets and their schema.
+
+A config is YAML validated by the pydantic models below; any mistake becomes one line naming the
+file, the key and what was expected. `--config` takes a preset name (shipped in `presets/`) or a
+path to a YAML file.
+
+Frame-rate alignment (why the validators below insist on integers): the label frame is
+`audio.label_hop_s` (100 ms). Each STFT (the spatial front-end's and the backbone's own) runs
+centred with hop `hop` at its sample rate, so label frame k covers STFT frames
+[k*F, (k+1)*F) with F = label_hop_s * sample_rate / hop (10 for 24 kHz / hop 240 and for
+32 kHz / hop 320). The last centred frame (one past the end) is dropped, and the time pooling of
+each stream multiplies to exactly F, so both streams arrive at one vector per label frame.
+Audio length must therefore be a whole number of label hops.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from at2seld_edge.errors import EdgeError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AudioConfig(_Strict):
+    sample_rate: int = Field(24000, gt=0)
+    label_hop_s: float = Field(0.1, gt=0)
+    channel_order: Literal["ACN"] = "ACN"  # W, Y, Z, X
+    normalization: Literal["SN3D"] = "SN3D"
+
+    @property
+    def label_hop_samples(self) -> int:
+        return _whole(self.label_hop_s * self.sample_rate, "audio.label_hop_s * audio.sample_rate")
+
+
+class FrontendConfig(_Strict):
+    descriptors: str = "spectral"
+    n_fft: int = Field(512, gt=0)
+    hop: int = Field(240, gt=0)
+    n_mels: int = Field(64, gt=0)
+    fmin: float = Field(50.0, ge=0)
+    fmax: float | None = None  # None: Nyquist
+    amin: float = Field(1e-10, gt=0)
+    eps: float = Field(1e-8, gt=0)
+
+    @field_validator("descriptors")
+    @classmethod
+    def _known_descriptors(cls, v: str) -> str:
+        from at2seld_edge.model.frontend import DESCRIPTORS
+
+        if v not in DESCRIPTORS:
+            raise ValueError(f"unknown descriptor set {v!r} (known: {', '.join(DESCRIPTORS.names())})")
+        return v
+
+
+class BackboneConfig(_Strict):
+    name: str
+    channels: list[int] | None = None  # per-conv output channels; None: the architecture's own
+    time_pool: list[int] | None = None  # per pooling stage; None: factors of frames-per-label-frame
+    embed_dim: int | None = None  # width of the AudioSet fc1 (only with the AudioSet head)
+    sample_rate: int = Field(32000, gt=0)
+    n_fft: int = Field(1024, gt=0)
+    hop: int = Field(320, gt=0)
+    n_mels: int = Field(64, gt=0)
+    fmin: float = Field(50.0, ge=0)
+    fmax: float = Field(14000.0, gt=0)
+    dropout: float = Field(0.2, ge=0, lt=1)
+
+    @field_validator("name")
+    @classmethod
+    def _known_backbone(cls, v: str) -> str:
+        from at2seld_edge.model.backbones import BACKBONES
+
+        if v not in BACKBONES:
+            raise ValueError(f"unknown backbone {v!r} (known: {', '.join(BACKBONES.names())})")
+        return v
+
+    @field_validator("channels", "time_pool")
+    @classmethod
+    def _positive(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and any(c <= 0 for c in v):
+            raise ValueError("every entry must be a positive integer")
+        return v
+
+
+class SpatialEncoderConfig(_Strict):
+    channels: list[int] = [32, 64, 128]
+    blocks_per_stage: int = Field(1, ge=1)
+    time_pool: list[int] = [2, 5, 1]
+    freq_pool: list[int] = [4, 4, 2]
+    dropout: float = Field(0.1, ge=0, lt=1)  # spatial (channel-wise) dropout
+
+    @model_validator(mode="after")
+    def _same_lengths(self) -> "SpatialEncoderConfig":
+        if not (len(self.channels) == len(self.time_pool) == len(self.freq_pool)):
+            raise ValueError("channels, time_pool and freq_pool need one entry per stage")
+        return self
+
+
+class CrossStitchConfig(_Strict):
+    enabled: bool = True
+    position: Literal["late", "early"] = "late"
+    early_backbone_stage: int = Field(2, ge=1)  # mix after this many backbone stages ...
+    early_spatial_stage: int = Field(2, ge=1)  # ... and this many spatial encoder stages
+    init_self: float = Field(0.9, ge=0, le=1)  # initial weight of a stream on itself
+
+
+class TrackTransformerConfig(_Strict):
+    d_model: int = Field(128, gt=0)
+    layers: int = Field(2, ge=0)
+    heads: int = Field(4, gt=0)
+    ff_mult: int = Field(2, gt=0)
+    dropout: float = Field(0.1, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "TrackTransformerConfig":
+        if self.d_model % self.heads:
+            raise ValueError(f"d_model {self.d_model} is not divisible by heads {self.heads}")
+        return self
+
+
+class SmootherConfig(_Strict):
+    hidden: int = Field(128, gt=0)
+    layers: int = Field(1, ge=1)
+    causal: bool = False  # unidirectional GRU and causal temporal attention, for streaming
+
+
+class HeadsConfig(_Strict):
+    n_tracks: int = Field(3, ge=1)
+    semantic_presence: bool = False  # auxiliary clip-level class-presence head
+
+
+class ModelConfig(_Strict):
+    name: str
+    description: str = ""
+    num_classes: int = Field(13, gt=0)
+    audio: AudioConfig = AudioConfig()
+    frontend: FrontendConfig = FrontendConfig()
+    backbone: BackboneConfig
+    spatial_encoder: SpatialEncoderConfig = SpatialEncoderConfig()
+    cross_stitch: CrossStitchConfig = CrossStitchConfig()
+    track_transformer: TrackTransformerConfig = TrackTransformerConfig()
+    smoother: SmootherConfig = SmootherConfig()
+    heads: HeadsConfig = HeadsConfig()
+
+    @model_validator(mode="after")
+    def _aligned(self) -> "ModelConfig":
+        from at2seld_edge.model.backbones import BACKBONES
+
+        a, f, b = self.audio, self.frontend, self.backbone
+        self.audio.label_hop_samples  # noqa: B018 - raises when not whole
+        fpl = self.frontend_frames_per_label
+        if f.n_fft // 2 >= a.label_hop_samples:
+            raise ValueError(f"frontend.n_fft {f.n_fft} is too long for a {a.label_hop_s}s label hop")
+        fmax = f.fmax if f.fmax is not None else a.sample_rate / 2
+        if not f.fmin < fmax <= a.sample_rate / 2:
+            raise ValueError(f"frontend needs fmin < fmax <= Nyquist ({a.sample_rate / 2:g} Hz), got {f.fmin}..{fmax}")
+        if b.fmax > b.sample_rate / 2 or b.fmin >= b.fmax:
+            raise ValueError(f"backbone needs fmin < fmax <= Nyquist ({b.sample_rate / 2:g} Hz), got {b.fmin}..{b.fmax}")
+        if math.prod(self.spatial_encoder.time_pool) != fpl:
+            raise ValueError(
+                f"spatial_encoder.time_pool {self.spatial_encoder.time_pool} multiplies to "
+                f"{math.prod(self.spatial_encoder.time_pool)}, but a label frame holds {fpl} front-end STFT frames"
+            )
+        if (a.label_hop_s * b.sample_rate) % 1 or (a.label_hop_samples * b.sample_rate) % a.sample_rate:
+            raise ValueError(f"a label hop is not a whole number of samples at backbone.sample_rate {b.sample_rate}")
+        arch = BACKBONES.get(b.name)
+        arch.check_config(self)  # channel counts, pooling stages, time pools
+        cs = self.cross_stitch
+        if cs.enabled and cs.position == "early":
+            if cs.early_spatial_stage > len(self.spatial_encoder.channels):
+                raise ValueError(
+                    f"cross_stitch.early_spatial_stage {cs.early_spatial_stage} > "
+                    f"{len(self.spatial_encoder.channels)} spatial encoder stages"
+                )
+            n_stages = arch.num_stages(self)
+            if cs.early_backbone_stage > n_stages:
+                raise ValueError(f"cross_stitch.early_backbone_stage {cs.early_backbone_stage} > {n_stages} backbone stages")
+            ts = arch.time_stride_after(self, cs.early_backbone_stage) * self.backbone_frames_per_label // fpl
+            tp = math.prod(self.spatial_encoder.time_pool[: cs.early_spatial_stage])
+            if ts != tp:
+                raise ValueError(
+                    "early cross-stitch needs both streams at one frame rate: after backbone stage "
+                    f"{cs.early_backbone_stage} the time stride is {ts} front-end frames, after spatial "
+                    f"stage {cs.early_spatial_stage} it is {tp}"
+                )
+        return self
+
+    @property
+    def frontend_frames_per_label(self) -> int:
+        return _whole(self.audio.label_hop_s * self.audio.sample_rate / self.frontend.hop,
+                      "audio.label_hop_s * audio.sample_rate / frontend.hop")
+
+    @property
+    def backbone_frames_per_label(self) -> int:
+        b = self.backbone
+        return _whole(self.audio.label_hop_s * b.sample_rate / b.hop, "audio.label_hop_s * backbone.sample_rate / backbone.hop")
+
+    def fingerprint(self) -> str:
+        """Stable hash of the architecture, recorded in every artifact's manifest."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _whole(x: float, what: str) -> int:
+    n = round(x)
+    if n <= 0 or abs(x - n) > 1e-9:
+        raise ValueError(f"{what} = {x:g} must be a positive whole number")
+    return n
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def preset_names() -> list[str]:
+    root = resources.files("at2seld_edge") / "presets"
+    return sorted(p.name[: -len(".yaml")] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+DEFAULT_PRESET = "at2seld-nano"
+
+
+def load_config(name_or_path: str | Path) -> ModelConfig:
+    """A preset name (see `preset_names()`) or a YAML file path."""
+    text, source = _read_config_source(str(name_or_path))
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise EdgeError(f"{source}: not valid YAML: {e}".replace("\n", " ")) from None
+    if not isinstance(data, dict):
+        raise EdgeError(f"{source}: expected a mapping of config keys at the top level")
+    return config_from_dict(data, source)
+
+
+def config_from_dict(data: dict[str, Any], source: str = "<config>") -> ModelConfig:
+    try:
+        return ModelConfig.model_validate(data)
+    except ValidationError as e:
+        raise EdgeError(f"{source}: {format_validation_error(e, ModelConfig)}") from None
+    except EdgeError as e:  # a registry lookup inside a validator
+        raise EdgeError(f"{source}: {e}") from None
+
+
+def _read_config_source(name_or_path: str) -> tuple[str, str]:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise EdgeError(f"{path}: config file not found")
+        return path.read_text(encoding="utf-8"), str(path)
+    if name_or_path in preset_names():
+        res = resources.files("at2seld_edge") / "presets" / f"{name_or_path}.yaml"
+        return res.read_text(encoding="utf-8"), f"preset {name_or_path}"
+    raise EdgeError(f"unknown preset {name_or_path!r} and no such file (presets: {', '.join(preset_names())})")
+
+
+def format_validation_error(err: ValidationError, root: type[BaseModel]) -> str:
+    """One line per problem: `key.path: what was expected (got ...)`."""
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"])
+        if e["type"] == "extra_forbidden":
+            allowed = _allowed_keys(root, e["loc"][:-1])
+            parts.append(f"key `{loc}`: unknown key (expected one of: {', '.join(allowed)})")
+        elif e["type"] == "missing":
+            parts.append(f"key `{loc}`: required key is missing")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            got = e.get("input")
+            shown = "" if isinstance(got, (dict, BaseModel)) or got is None else f" (got {got!r})"
+            parts.append(f"key `{loc}`: {msg}{shown}" if loc else msg)
+    return "; ".join(parts)
+
+
+def _allowed_keys(root: type[BaseModel], loc: tuple) -> list[str]:
+    model: Any = root
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        ann = getattr(field, "annotation", None)
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return []
+        model = ann
+    return list(model.model_fields)

@@ -1,0 +1,70 @@
+"""AT2SELD: audio-tagging backbone + FOA spatial branch -> track-wise SED and Cartesian DOA.
+
+Submodules carry the names the profiler attributes cost to: `frontend`, `backbone`,
+`spatial_encoder`, `cross_stitch`, `track_transformer`, `smoother`, `heads`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from at2seld_edge.config import ModelConfig
+from at2seld_edge.model.backbones import BACKBONES
+from at2seld_edge.model.cross_stitch import CrossStitchCoupling
+from at2seld_edge.model.frontend import Frontend
+from at2seld_edge.model.spatial import SpatialEncoder
+from at2seld_edge.model.tracks import Heads, Smoother, TrackTransformer
+
+MODULE_NAMES = ("frontend", "backbone", "spatial_encoder", "cross_stitch", "track_transformer", "smoother", "heads")
+OUTPUT_NAMES = ("sed_logits", "doa")
+
+
+class AT2SELD(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg
+        arch = BACKBONES.get(cfg.backbone.name)
+        self.frontend = Frontend(cfg)
+        self.backbone = arch.build(cfg)
+        self.spatial_encoder = SpatialEncoder(self.frontend.num_descriptors, cfg.spatial_encoder)
+        cs = cfg.cross_stitch
+        self._early = cs.enabled and cs.position == "early"
+        sem_map_ch = spa_map_ch = 0
+        if self._early:
+            sem_map_ch = arch.channels(cfg.backbone)[cs.early_backbone_stage * arch.stage_width - 1]
+            spa_map_ch = cfg.spatial_encoder.channels[cs.early_spatial_stage - 1]
+        d = cfg.track_transformer.d_model
+        self.cross_stitch = CrossStitchCoupling(
+            sem_map_ch, spa_map_ch, self.backbone.out_channels, self.spatial_encoder.out_channels, d,
+            cs.enabled, cs.position, cs.init_self,
+        )
+        self.track_transformer = TrackTransformer(cfg.track_transformer, cfg.heads.n_tracks, cfg.smoother.causal)
+        self.smoother = Smoother(d, cfg.smoother)
+        self.heads = Heads(self.smoother.out_features, self.backbone.out_channels, cfg.num_classes, cfg.heads)
+
+    def forward(self, audio: torch.Tensor) -> dict[str, torch.Tensor]:
+        """audio (B, 4, samples), ACN/SN3D, samples a multiple of the label hop ->
+        sed_logits (B, T, N_tracks, C), doa (B, T, N_tracks, C, 3) [, clip_logits (B, C)]."""
+        desc, omni = self.frontend(audio)
+        if self._early:
+            cs = self.config.cross_stitch
+            sem = self.backbone(omni, 0, cs.early_backbone_stage)
+            spa = self.spatial_encoder(desc, 0, cs.early_spatial_stage)
+            sem, spa = self.cross_stitch(sem, spa)
+            sem = self.backbone(sem, cs.early_backbone_stage)
+            spa = self.spatial_encoder(spa, cs.early_spatial_stage)
+        else:
+            sem, spa = self.backbone(omni), self.spatial_encoder(desc)
+        sem_seq = sem.mean(dim=3).transpose(1, 2)  # (B, T, C_sem)
+        spa_seq = spa.mean(dim=3).transpose(1, 2)  # (B, T, C_spa)
+        fused = self.cross_stitch(sem_seq, spa_seq)
+        tracks = self.smoother(self.track_transformer(fused))
+        return self.heads(tracks, sem_seq)
+
+    def num_frames(self, samples: int) -> int:
+        return samples // self.config.audio.label_hop_samples
+
+
+def build_model(cfg: ModelConfig) -> AT2SELD:
+    return AT2SELD(cfg)

@@ -1,0 +1,136 @@
+"""Signal-processing building blocks that export to ONNX and TensorRT as plain Conv/MatMul/Slice.
+
+No ONNX STFT/DFT op: the STFT is a strided conv1d with windowed DFT kernels (as PANNs'
+torchlibrosa front-end does), reflect padding is built from slices, and resampling is
+zero-insertion plus a strided FIR conv1d.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def hann_periodic(n: int) -> np.ndarray:
+    """The periodic Hann window (librosa/scipy `get_window('hann', n, fftbins=True)`)."""
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
+
+
+def dft_kernels(n_fft: int) -> tuple[np.ndarray, np.ndarray]:
+    """Windowed DFT kernels (n_fft//2+1, 1, n_fft) for the real and imaginary parts, exp(-i...) sign."""
+    n = np.arange(n_fft)
+    k = np.arange(n_fft // 2 + 1)
+    angle = 2.0 * np.pi * np.outer(k, n) / n_fft
+    win = hann_periodic(n_fft)
+    real = (np.cos(angle) * win)[:, None, :]
+    imag = (-np.sin(angle) * win)[:, None, :]
+    return real.astype(np.float32), imag.astype(np.float32)
+
+
+def _hz_to_mel_slaney(f: np.ndarray) -> np.ndarray:
+    f = np.asarray(f, dtype=np.float64)
+    f_sp = 200.0 / 3
+    min_log_hz, min_log_mel, logstep = 1000.0, 1000.0 / f_sp, np.log(6.4) / 27.0
+    mel = f / f_sp
+    log_region = f >= min_log_hz
+    mel = np.where(log_region, min_log_mel + np.log(np.maximum(f, 1e-12) / min_log_hz) / logstep, mel)
+    return mel
+
+
+def _mel_to_hz_slaney(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float64)
+    f_sp = 200.0 / 3
+    min_log_hz, min_log_mel, logstep = 1000.0, 1000.0 / f_sp, np.log(6.4) / 27.0
+    return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
+
+
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    """Slaney-scale, Slaney-normalized triangular filters as (n_fft//2+1, n_mels): librosa's default,
+    which is what PANNs was trained with."""
+    fft_freqs = np.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1)
+    mel_pts = np.linspace(_hz_to_mel_slaney(fmin), _hz_to_mel_slaney(fmax), n_mels + 2)
+    hz_pts = _mel_to_hz_slaney(mel_pts)
+    fdiff = np.diff(hz_pts)
+    ramps = hz_pts[:, None] - fft_freqs[None, :]
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (hz_pts[2:] - hz_pts[:-2]))[:, None]
+    return weights.T.astype(np.float32)
+
+
+def band_average_matrix(melw: np.ndarray) -> np.ndarray:
+    """Mel filters rescaled to sum to one per band: projects ratios (phase, normalized intensity)
+    onto mel bands as weighted means rather than weighted sums."""
+    s = melw.sum(axis=0, keepdims=True)
+    return (melw / np.maximum(s, 1e-12)).astype(np.float32)
+
+
+def reflect_pad(x: torch.Tensor, pad: int) -> torch.Tensor:
+    """Reflect padding of the last axis from slices and flips (TensorRT-friendly, equals
+    F.pad(mode='reflect'))."""
+    if pad == 0:
+        return x
+    left = x[..., 1 : pad + 1].flip(-1)
+    right = x[..., -pad - 1 : -1].flip(-1)
+    return torch.cat([left, x, right], dim=-1)
+
+
+class ConvSTFT(nn.Module):
+    """Centred STFT as two conv1d with DFT kernels; returns real and imaginary parts (N, F, T).
+
+    The kernels are named like torchlibrosa's (`conv_real`, `conv_imag`) so official PANNs
+    checkpoints load into them unchanged.
+    """
+
+    def __init__(self, n_fft: int, hop: int):
+        super().__init__()
+        self.n_fft, self.hop = n_fft, hop
+        real, imag = dft_kernels(n_fft)
+        self.conv_real = nn.Conv1d(1, n_fft // 2 + 1, n_fft, stride=hop, bias=False)
+        self.conv_imag = nn.Conv1d(1, n_fft // 2 + 1, n_fft, stride=hop, bias=False)
+        with torch.no_grad():
+            self.conv_real.weight.copy_(torch.from_numpy(real))
+            self.conv_imag.weight.copy_(torch.from_numpy(imag))
+        for p in self.parameters():
+            p.requires_grad_(False)
+
+    def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """wave (N, samples) -> real, imag (N, n_fft//2+1, frames), frames = samples // hop + 1."""
+        x = reflect_pad(wave.unsqueeze(1), self.n_fft // 2)
+        return self.conv_real(x), self.conv_imag(x)
+
+
+def power_to_db(x: torch.Tensor, amin: float) -> torch.Tensor:
+    """10 log10(max(x, amin)), ref = 1 and no top_db, as PANNs."""
+    return 10.0 * torch.log10(torch.clamp(x, min=amin))
+
+
+class Resampler(nn.Module):
+    """Rational-ratio resampler: zero-insertion by `up`, Kaiser-windowed sinc low-pass, and
+    decimation by `down` folded into the conv stride (only the kept samples are computed)."""
+
+    def __init__(self, orig_sr: int, new_sr: int, zero_crossings: int = 16, beta: float = 8.0, rolloff: float = 0.94):
+        super().__init__()
+        g = math.gcd(orig_sr, new_sr)
+        self.up, self.down = new_sr // g, orig_sr // g
+        half = zero_crossings * max(self.up, self.down)
+        n = np.arange(-half, half + 1, dtype=np.float64)
+        # cutoff as a fraction of the upsampled Nyquist
+        cutoff = rolloff / max(self.up, self.down)
+        h = cutoff * np.sinc(cutoff * n) * np.kaiser(2 * half + 1, beta) * self.up
+        self.pad = half
+        self.register_buffer("kernel", torch.from_numpy(h.astype(np.float32)).view(1, 1, -1), persistent=False)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        """wave (N, samples) -> (N, samples * up / down); samples must be a multiple of `down`."""
+        x = wave.unsqueeze(-1)
+        if self.up > 1:
+            x = F.pad(x, (0, self.up - 1))
+        x = x.reshape(wave.shape[0], 1, -1)
+        y = F.conv1d(x, self.kernel, stride=self.down, padding=self.pad)
+        return y.squeeze(1)

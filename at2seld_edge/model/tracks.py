@@ -1,0 +1,114 @@
+"""Track transformer, recurrent smoother and track-wise SED/DOA heads.
+
+Tracks are the multi-ACCDOA idea: N_tracks output slots per class so that same-class
+overlapping events get distinct slots; the track transformer lets the slots of one frame see
+each other (to avoid duplicates) and each slot see its own history over time.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from at2seld_edge.config import HeadsConfig, SmootherConfig, TrackTransformerConfig
+
+_MASKED = -1.0e4  # finite, representable in FP16
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention written with MatMul/Softmax only, so it exports to every
+    TensorRT version and torch's FLOP counter sees every multiply."""
+
+    def __init__(self, d: int, heads: int, dropout: float):
+        super().__init__()
+        self.heads, self.dh = heads, d // heads
+        self.qkv = nn.Linear(d, 3 * d)
+        self.out = nn.Linear(d, d)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, causal: bool = False) -> torch.Tensor:
+        """x (N, L, d)."""
+        q, k, v = self.qkv(x).unflatten(-1, (3, self.heads, self.dh)).permute(2, 0, 3, 1, 4)
+        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.dh)
+        if causal:
+            pos = torch.arange(x.shape[1], device=x.device)
+            future = (pos.unsqueeze(0) > pos.unsqueeze(1)).to(scores.dtype)
+            scores = scores + future * _MASKED
+        attn = F.dropout(torch.softmax(scores, dim=-1), self.dropout, self.training)
+        y = torch.matmul(attn, v).transpose(1, 2).flatten(2)
+        return self.out(y)
+
+
+class TrackLayer(nn.Module):
+    """Pre-norm: attention across tracks within a frame, attention over time within a track, FFN."""
+
+    def __init__(self, d: int, heads: int, ff_mult: int, dropout: float):
+        super().__init__()
+        self.norm_track, self.track_attn = nn.LayerNorm(d), SelfAttention(d, heads, dropout)
+        self.norm_time, self.time_attn = nn.LayerNorm(d), SelfAttention(d, heads, dropout)
+        self.norm_ff = nn.LayerNorm(d)
+        self.ff = nn.Sequential(nn.Linear(d, ff_mult * d), nn.GELU(), nn.Dropout(dropout), nn.Linear(ff_mult * d, d))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, causal: bool) -> torch.Tensor:
+        b, t, n, d = x.shape
+        y = x.reshape(-1, n, d)  # (B*T, N, d)
+        y = y + self.drop(self.track_attn(self.norm_track(y)))
+        y = y.reshape(b, t, n, d).transpose(1, 2).reshape(-1, t, d)  # (B*N, T, d)
+        y = y + self.drop(self.time_attn(self.norm_time(y), causal=causal))
+        y = y + self.drop(self.ff(self.norm_ff(y)))
+        return y.reshape(b, n, t, d).transpose(1, 2)
+
+
+class TrackTransformer(nn.Module):
+    def __init__(self, cfg: TrackTransformerConfig, n_tracks: int, causal: bool):
+        super().__init__()
+        self.track_embedding = nn.Parameter(torch.randn(n_tracks, cfg.d_model) * 0.02)
+        self.layers = nn.ModuleList(TrackLayer(cfg.d_model, cfg.heads, cfg.ff_mult, cfg.dropout) for _ in range(cfg.layers))
+        self.norm = nn.LayerNorm(cfg.d_model)
+        self.causal = causal
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, d) -> (B, T, N_tracks, d)."""
+        x = x.unsqueeze(2) + self.track_embedding
+        for layer in self.layers:
+            x = layer(x, self.causal)
+        return self.norm(x)
+
+
+class Smoother(nn.Module):
+    """GRU over time per track; unidirectional when causal (streaming), else bidirectional."""
+
+    def __init__(self, d_in: int, cfg: SmootherConfig):
+        super().__init__()
+        self.gru = nn.GRU(d_in, cfg.hidden, num_layers=cfg.layers, batch_first=True, bidirectional=not cfg.causal)
+        self.out_features = cfg.hidden * (1 if cfg.causal else 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, n, d = x.shape
+        y, _ = self.gru(x.transpose(1, 2).reshape(-1, t, d))
+        return y.reshape(b, n, t, -1).transpose(1, 2)
+
+
+class Heads(nn.Module):
+    """Track-wise SED logits (B, T, N, C) and Cartesian DOA (B, T, N, C, 3) in [-1, 1]^3, plus the
+    optional clip-level semantic-presence logits (B, C) from the backbone stream."""
+
+    def __init__(self, d_in: int, sem_ch: int, num_classes: int, cfg: HeadsConfig):
+        super().__init__()
+        self.num_classes = num_classes
+        self.sed = nn.Linear(d_in, num_classes)
+        self.doa = nn.Linear(d_in, 3 * num_classes)
+        self.semantic_presence = nn.Linear(sem_ch, num_classes) if cfg.semantic_presence else None
+
+    def forward(self, tracks: torch.Tensor, sem_seq: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = {
+            "sed_logits": self.sed(tracks),
+            "doa": torch.tanh(self.doa(tracks)).unflatten(-1, (self.num_classes, 3)),
+        }
+        if self.semantic_presence is not None:
+            out["clip_logits"] = self.semantic_presence(sem_seq.max(dim=1).values)
+        return out

@@ -1,0 +1,148 @@
+"""Export AT2SELD (front-end included) to ONNX and prove the file computes what PyTorch does.
+
+Uses torch's TorchScript-based exporter (`dynamo=False`): its node names carry the module path
+(`/backbone/conv_block1/conv1/Conv`), which the profiler maps back to the seven named modules,
+and it needs no extra dependency. Lives in `at2seld_edge` because compression and deployment
+both export.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from at2seld_edge.checkpoint import provenance
+from at2seld_edge.errors import EdgeError, ErrorKind
+from at2seld_edge.io import atomic_path
+from at2seld_edge.model import AT2SELD, OUTPUT_NAMES
+from at2seld_edge.summary import example_audio
+
+INPUT_NAME = "audio"
+MANIFEST_KEY = "at2seld_edge.manifest"
+DEFAULT_OPSET = 17
+DEFAULT_TOLERANCE = 1e-4
+
+
+class _Outputs(nn.Module):
+    """The deployable outputs only, as a tuple in OUTPUT_NAMES order."""
+
+    def __init__(self, model: AT2SELD):
+        super().__init__()
+        self.model = model
+
+    def forward(self, audio: torch.Tensor):
+        out = self.model(audio)
+        return tuple(out[k] for k in OUTPUT_NAMES)
+
+
+@dataclass
+class ExportResult:
+    path: str
+    samples: int
+    dynamic_time: bool
+    max_abs_diff: dict[str, float] = field(default_factory=dict)  # output name -> worst over checked lengths
+    checked_lengths: list[int] = field(default_factory=list)
+
+
+def onnx_manifest(model: AT2SELD, samples: int, dynamic_time: bool, opset: int, extra: dict[str, Any]) -> dict[str, Any]:
+    cfg = model.config
+    n_frames = model.num_frames(samples)
+    t = "frames" if dynamic_time else n_frames
+    return {
+        **provenance(),
+        "artifact": "onnx",
+        "opset": opset,
+        "config_name": cfg.name,
+        "config_fingerprint": cfg.fingerprint(),
+        "config": cfg.model_dump(mode="json"),
+        "input": {"name": INPUT_NAME, "shape": ["batch", 4, "samples" if dynamic_time else samples], "dtype": "float32"},
+        "outputs": {
+            "sed_logits": {"shape": ["batch", t, cfg.heads.n_tracks, cfg.num_classes], "dtype": "float32"},
+            "doa": {"shape": ["batch", t, cfg.heads.n_tracks, cfg.num_classes, 3], "dtype": "float32"},
+        },
+        "sample_rate": cfg.audio.sample_rate,
+        "channel_order": "ACN (W, Y, Z, X), SN3D",
+        "label_hop_s": cfg.audio.label_hop_s,
+        "samples_multiple_of": cfg.audio.label_hop_samples,
+        "dynamic_time": dynamic_time,
+        **extra,
+    }
+
+
+def export_onnx(model: AT2SELD, out: str | Path, *, seconds: float = 1.0, dynamic_time: bool = False,
+                opset: int = DEFAULT_OPSET, tolerance: float = DEFAULT_TOLERANCE,
+                manifest_extra: dict[str, Any] | None = None) -> ExportResult:
+    """Export, check with onnx.checker, compare with PyTorch in ONNX Runtime; the file appears at
+    `out` only if every check passed."""
+    model = model.eval()
+    audio = example_audio(model, seconds)
+    samples = audio.shape[-1]
+    dynamic_axes = None
+    if dynamic_time:
+        dynamic_axes = {INPUT_NAME: {0: "batch", 2: "samples"}}
+        dynamic_axes.update({name: {0: "batch", 1: "frames"} for name in OUTPUT_NAMES})
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
+            torch.onnx.export(
+                _Outputs(model), (audio,), str(tmp), dynamo=False, opset_version=opset,
+                input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES), dynamic_axes=dynamic_axes,
+                do_constant_folding=True,
+            )
+        proto = onnx.load(str(tmp))
+        manifest = onnx_manifest(model, samples, dynamic_time, opset, manifest_extra or {})
+        del proto.metadata_props[:]
+        proto.metadata_props.add(key=MANIFEST_KEY, value=json.dumps(manifest, sort_keys=True))
+        proto.producer_name = "at2seld-edge"
+        try:
+            onnx.checker.check_model(proto, full_check=True)
+        except Exception as e:
+            raise EdgeError(f"{out}: exported graph fails onnx.checker: {e}", ErrorKind.CHECK) from None
+        onnx.save(proto, str(tmp))
+        result = ExportResult(str(out), samples, dynamic_time)
+        lengths = [samples]
+        if dynamic_time:  # a second, different length proves the time axis is really dynamic
+            lengths.append(samples + 2 * model.config.audio.label_hop_samples)
+        for n in lengths:
+            diffs = compare_with_torch(model, tmp, n)
+            for k, v in diffs.items():
+                result.max_abs_diff[k] = max(v, result.max_abs_diff.get(k, 0.0))
+            result.checked_lengths.append(n)
+        worst = max(result.max_abs_diff.values())
+        if not worst <= tolerance:
+            raise EdgeError(
+                f"{out}: ONNX Runtime differs from PyTorch by {worst:.3g} (> {tolerance:g}): "
+                + ", ".join(f"{k} {v:.3g}" for k, v in result.max_abs_diff.items()),
+                ErrorKind.CHECK,
+            )
+    return result
+
+
+def compare_with_torch(model: AT2SELD, onnx_path: str | Path, samples: int, seed: int = 1) -> dict[str, float]:
+    """Max abs difference per output between ONNX Runtime (CPU) and PyTorch on random audio."""
+    import onnxruntime as ort
+
+    g = torch.Generator().manual_seed(seed)
+    audio = 0.1 * torch.randn(1, 4, samples, generator=g)
+    with torch.no_grad():
+        ref = model.eval()(audio)
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    got = sess.run(list(OUTPUT_NAMES), {INPUT_NAME: audio.numpy()})
+    return {name: float(np.max(np.abs(ref[name].numpy() - g_))) for name, g_ in zip(OUTPUT_NAMES, got)}
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    proto = onnx.load(str(path), load_external_data=False)
+    for prop in proto.metadata_props:
+        if prop.key == MANIFEST_KEY:
+            return json.loads(prop.value)
+    raise EdgeError(f"{path}: no at2seld-edge manifest in the ONNX metadata")

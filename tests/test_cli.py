@@ -1,0 +1,94 @@
+"""The `edge` command as a user runs it: exit codes, messages, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from at2seld_edge.checkpoint import save_checkpoint
+from at2seld_edge.model import build_model
+from tests.conftest import preset_dict, variant
+
+
+def edge(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "at2seld_edge.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def assert_user_error(r: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
+    assert r.returncode == code, r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
+    text = " ".join(r.stderr.split())  # rich wraps long lines
+    for f in fragments:
+        assert f in text, text
+
+
+def test_model_summary_json():
+    r = edge("model", "summary", "--config", "at2seld-nano", "--json")
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert [m["module"] for m in s["modules"]][:2] == ["frontend", "backbone"]
+    assert s["total_macs_per_second"] == pytest.approx(sum(m["macs_per_second"] for m in s["modules"]))
+
+
+def test_model_summary_table_default_preset():
+    r = edge("model", "summary")
+    assert r.returncode == 0 and "at2seld-nano" in r.stdout and "track_transformer" in r.stdout
+
+
+def test_unknown_preset_is_exit_1():
+    assert_user_error(edge("model", "summary", "--config", "at2seld-nan0"), 1, "unknown preset 'at2seld-nan0'")
+
+
+def test_config_typo_is_exit_1(write_yaml):
+    d = preset_dict()
+    d["heads"]["n_track"] = 2
+    path = write_yaml(d)
+    assert_user_error(edge("model", "summary", "--config", str(path)), 1, str(path), "heads.n_track", "unknown key")
+
+
+def test_usage_error_is_exit_2():
+    r = edge("export", "--dynamic-time")  # --out missing
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_export_from_checkpoint(tmp_path):
+    ckpt = tmp_path / "nano.pt"
+    save_checkpoint(ckpt, build_model(variant()))
+    out = tmp_path / "nano.onnx"
+    r = edge("export", "--checkpoint", str(ckpt), "--out", str(out), "--dynamic-time", "--seconds", "0.5")
+    assert r.returncode == 0, r.stderr
+    assert out.is_file() and "max abs diff" in r.stdout
+
+
+def test_export_refuses_a_checkpoint_with_wrong_keys(tmp_path):
+    ckpt = tmp_path / "bad.pt"
+    save_checkpoint(ckpt, build_model(variant()))
+    blob = torch.load(ckpt, weights_only=True)
+    del blob["state_dict"]["heads.doa.bias"]
+    torch.save(blob, ckpt)
+    out = tmp_path / "m.onnx"
+    assert_user_error(edge("export", "--checkpoint", str(ckpt), "--out", str(out)), 1, "missing keys: heads.doa.bias")
+    assert not out.exists()
+
+
+def test_export_refuses_a_checkpoint_of_another_config(tmp_path):
+    ckpt = tmp_path / "causal.pt"
+    save_checkpoint(ckpt, build_model(variant(smoother={"causal": True})))
+    assert_user_error(edge("export", "--config", "at2seld-nano", "--checkpoint", str(ckpt), "--out", str(tmp_path / "m.onnx")),
+                      1, "differs from --config at2seld-nano")
+
+
+def test_export_with_official_backbone_weights_reports_unused_keys(tmp_path):
+    model = build_model(variant())
+    sd = {k: v for k, v in model.backbone.state_dict().items()}
+    sd["fc1.weight"], sd["fc1.bias"] = torch.zeros(8, 64), torch.zeros(8)
+    sd["fc_audioset.weight"], sd["fc_audioset.bias"] = torch.zeros(527, 8), torch.zeros(527)
+    weights = tmp_path / "panns.pth"
+    torch.save({"model": sd}, weights)
+    r = edge("export", "--backbone-weights", str(weights), "--out", str(tmp_path / "m.onnx"), "--seconds", "0.5")
+    assert r.returncode == 0, r.stderr
+    assert "not used by the SELD model (4): fc1.weight" in " ".join(r.stderr.split())
