@@ -39,13 +39,16 @@ class Checkpoint:
     thresholds: list[float]
     manifest: dict[str, Any] = field(default_factory=dict)
     path: str | None = None
+    training_state: dict[str, Any] | None = None
 
     def sha256(self) -> str | None:
         return sha256_file(self.path) if self.path else None
 
 
 def save_checkpoint(path: str | Path, model: AT2SELD, classes: list[str] | None = None,
-                    thresholds: list[float] | None = None, manifest: dict[str, Any] | None = None) -> None:
+                    thresholds: list[float] | None = None, manifest: dict[str, Any] | None = None,
+                    training_state: dict[str, Any] | None = None) -> None:
+    """Atomic write. `training_state` (optimizer, scheduler, history) is what a resumed run needs."""
     cfg = model.config
     classes = list(classes) if classes is not None else [f"class_{i}" for i in range(cfg.num_classes)]
     thresholds = list(thresholds) if thresholds is not None else [0.5] * cfg.num_classes
@@ -59,6 +62,8 @@ def save_checkpoint(path: str | Path, model: AT2SELD, classes: list[str] | None 
         "thresholds": [float(t) for t in thresholds],
         "manifest": {**provenance(), "config_name": cfg.name, "config_fingerprint": cfg.fingerprint(), **(manifest or {})},
     }
+    if training_state is not None:
+        blob["training_state"] = training_state
     with atomic_path(path) as tmp:
         torch.save(blob, tmp)
 
@@ -78,7 +83,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         )
     cfg = config_from_dict(blob["config"], f"{path} (embedded config)")
     return Checkpoint(cfg, blob["state_dict"], list(blob["classes"]), list(blob["thresholds"]),
-                      dict(blob.get("manifest", {})), str(path))
+                      dict(blob.get("manifest", {})), str(path), blob.get("training_state"))
 
 
 def model_from_checkpoint(ckpt: Checkpoint) -> AT2SELD:

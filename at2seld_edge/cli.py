@@ -19,6 +19,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Put an AT2SELD SELD model on a Jetson-class GPU, inside a budget, with proof.")
 model_app = typer.Typer(no_args_is_help=True, help="Inspect model presets.")
 app.add_typer(model_app, name="model")
+data_app = typer.Typer(no_args_is_help=True, help="Datasets: synthesize the default one, check a spec.")
+app.add_typer(data_app, name="data")
 
 out = Console()
 err = Console(stderr=True)
@@ -117,6 +119,150 @@ def export(
     diffs = ", ".join(f"{k} {v:.2e}" for k, v in result.max_abs_diff.items())
     out.print(f"wrote {result.path} (onnx.checker ok; opset {opset}; {'dynamic' if dynamic_time else 'static'} time)")
     out.print(f"ONNX Runtime vs PyTorch max abs diff on {lengths}: {diffs} (tolerance {tolerance:g})")
+
+
+@data_app.command("synth")
+def data_synth(
+    out_dir: Path = typer.Option(..., "--out", help="dataset folder to write (or complete)"),
+    clips: int = typer.Option(200, help="number of clips (70% train, 15% validation, 15% test)"),
+    seed: int = typer.Option(0, help="random seed; the same seed gives the same files"),
+    classes: Optional[str] = typer.Option(None, help="comma-separated synthetic classes (default: the 8 standard ones)"),
+    max_polyphony: int = typer.Option(3, help="most events sounding at once"),
+    seconds: float = typer.Option(10.0, help="clip length"),
+) -> None:
+    """Write a synthetic FOA dataset in the DCASE2023 layout, with its dataset spec."""
+    from rich.progress import Progress
+
+    from at2seld_edge.data.synth import SOUND_CLASSES, synthesize
+
+    names = [c.strip() for c in classes.split(",")] if classes else None
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("synthesizing clips", total=clips)
+        spec = synthesize(out_dir, clips, seed, names, max_polyphony, seconds,
+                          progress=lambda i: progress.update(task, completed=i))
+    out.print(f"wrote {clips} clips and {spec} (classes from: {', '.join(SOUND_CLASSES)})")
+
+
+@data_app.command("check")
+def data_check(
+    data: Path = typer.Option(..., "--data", help="dataset spec YAML"),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="list bad clips instead of stopping at the first"),
+) -> None:
+    """Read every split of a dataset spec and report clip counts, events and problems."""
+    from at2seld_edge.data.spec import load_dataset
+
+    ds = load_dataset(data)
+    for split in ds.spec.splits:
+        skipped: list[str] = []
+        clips = ds.clips(split, skip_bad, skipped)
+        events = sum(len(c.events) for c in clips)
+        out.print(f"{split}: {len(clips)} clips, {sum(c.samples for c in clips) / ds.spec.sample_rate / 60:.1f} min, "
+                  f"{events} event-frames")
+        for s in skipped:
+            out.print(f"  skipped: {s}", highlight=False)
+
+
+def _progress_reporter(progress):
+    from at2seld_edge.training.trainer import Reporter
+
+    state = {"task": None}
+
+    def start(epoch, total):
+        if state["task"] is not None:
+            progress.remove_task(state["task"])
+        state["task"] = progress.add_task(f"epoch {epoch}", total=total, loss=float("nan"))
+
+    def done(row, best):
+        progress.console.print(
+            f"epoch {row['epoch']:3d}  loss {row['train_loss']:.4f}  val ER {row['val_ER']:.3f}  F {row['val_F']:.3f}  "
+            f"LE {row['val_LE']:5.1f}  LR {row['val_LR']:.3f}  SELD {row['val_SELD']:.3f}  {row['seconds']:.0f}s"
+            + ("  *best" if best else ""), highlight=False)
+
+    return Reporter(start_batches=start, batch_done=lambda loss: progress.update(state["task"], advance=1, loss=loss),
+                    epoch_done=done, message=lambda text: progress.console.print(text, highlight=False))
+
+
+@app.command("train")
+def train_cmd(
+    data: Path = typer.Option(..., "--data", help="dataset spec YAML"),
+    out_dir: Path = typer.Option(..., "--out", help="run folder; run again with the same folder to resume"),
+    config: str = typer.Option(DEFAULT_PRESET, "--config", "-c", help=CONFIG_HELP),
+    epochs: Optional[int] = typer.Option(None, help="override training.epochs"),
+    backbone_weights: Optional[Path] = typer.Option(None, help="official PANNs / E-PANNs .pth to start the backbone from"),
+    freeze_backbone_epochs: Optional[int] = typer.Option(None, help="keep the backbone frozen for this many epochs"),
+    max_minutes: Optional[float] = typer.Option(None, help="stop after the epoch that passes this wall time"),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="leave out bad clips (listed) instead of stopping"),
+) -> None:
+    """Train AT2SELD; writes best.pt / last.pt, metrics.csv and curves.png to the run folder."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from at2seld_edge.data.spec import load_dataset
+    from at2seld_edge.training.trainer import train
+
+    cfg, ds = load_config(config), load_dataset(data)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=True) as progress:
+        result = train(cfg, ds, out_dir, epochs=epochs, backbone_weights=backbone_weights,
+                       freeze_backbone_epochs=freeze_backbone_epochs, max_minutes=max_minutes, skip_bad=skip_bad,
+                       reporter=_progress_reporter(progress))
+    v = result.best_val
+    out.print(f"best epoch {result.best_epoch} ({result.stopped or 'done'}); validation with calibrated thresholds: "
+              f"ER {v.get('ER', float('nan')):.3f}  F {v.get('F', float('nan')):.3f}  LE {v.get('LE', float('nan')):.1f}  "
+              f"LR {v.get('LR', float('nan')):.3f}  SELD {v.get('SELD', float('nan')):.3f}")
+    out.print(f"checkpoint: {result.run_dir / 'best.pt'}")
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    checkpoint: Optional[Path] = typer.Option(None, help="checkpoint to evaluate on --data"),
+    data: Optional[Path] = typer.Option(None, "--data", help="dataset spec YAML"),
+    split: str = typer.Option("test", help="split to evaluate"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="folder for output CSVs, metrics.json, per_class.md"),
+    pred: Optional[Path] = typer.Option(None, help="folder of DCASE output CSVs to score (with --ref)"),
+    ref: Optional[Path] = typer.Option(None, help="folder of reference metadata CSVs (with --pred)"),
+    label_format: str = typer.Option("dcase2023", "--format", help="label format of --ref"),
+    num_classes: Optional[int] = typer.Option(None, "--classes", help="number of classes of --ref (default: the format's)"),
+    oracle_activity: bool = typer.Option(False, "--oracle-activity", help="also report DOA error given the reference activity"),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="leave out bad clips (listed) instead of stopping"),
+) -> None:
+    """DCASE SELD metrics (ER, F, LE, LR, SELD score at 20 degrees) of a checkpoint or of output CSVs."""
+    import numpy as np
+
+    from at2seld_edge.evaluation.evaluate import evaluate_csv_dirs, evaluate_outputs, predict_clips
+
+    if pred is not None or ref is not None:
+        if pred is None or ref is None or checkpoint is not None:
+            raise EdgeError("score CSVs with both --pred and --ref (and no --checkpoint)", ErrorKind.USAGE)
+        results = evaluate_csv_dirs(pred, ref, label_format, num_classes, out_dir)
+        out.print_json(json.dumps(results))
+        return
+    if checkpoint is None or data is None or out_dir is None:
+        raise EdgeError("evaluate a model with --checkpoint, --data and --out (or CSVs with --pred and --ref)", ErrorKind.USAGE)
+    from rich.progress import Progress
+
+    from at2seld_edge.checkpoint import load_checkpoint, model_from_checkpoint
+    from at2seld_edge.data.spec import load_dataset
+
+    ckpt, ds = load_checkpoint(checkpoint), load_dataset(data)
+    if ckpt.classes != ds.classes:
+        raise EdgeError(f"{checkpoint}: trained on classes {ckpt.classes}, but {data} has {ds.classes}")
+    model = model_from_checkpoint(ckpt)
+    skipped: list[str] = []
+    clips = ds.clips(split, skip_bad, skipped)
+    for s in skipped:
+        err.print(f"skipped: {s}", highlight=False)
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task(f"evaluating {split}", total=len(clips))
+        outputs = predict_clips(model, clips, progress=lambda: progress.advance(task))
+    results = evaluate_outputs(outputs, np.array(ckpt.thresholds), ds.classes, out_dir, oracle_activity,
+                               {"checkpoint": str(checkpoint), "split": split, "skipped": skipped})
+    table = Table(title=f"{split} split, {len(clips)} clips (thresholds from the checkpoint)")
+    for k in results:
+        table.add_column(k, justify="right")
+    table.add_row(*(f"{v:.3f}" for v in results.values()))
+    out.print(table)
+    out.print(f"wrote {out_dir}/metrics.json, per_class.md and output/*.csv")
 
 
 def main() -> None:

@@ -140,6 +140,41 @@ class HeadsConfig(_Strict):
     semantic_presence: bool = False  # auxiliary clip-level class-presence head
 
 
+class LossConfig(_Strict):
+    permutation: Literal["pit", "adpit"] = "pit"
+    sed_weight: float = Field(1.0, ge=0)
+    doa_weight: float = Field(0.25, ge=0)  # the DOA term is a mean over active tracks only
+    focal_gamma: float = Field(0.0, ge=0)  # 0: plain binary cross-entropy
+    doa_supervision: Literal["active", "all"] = "active"
+    semantic_weight: float = Field(0.1, ge=0)  # with heads.semantic_presence
+
+
+class AugmentConfig(_Strict):
+    foa_rotations: bool = True  # the 16 FOA channel swap / sign-flip patterns
+    spec_augment: bool = True
+    time_masks: int = Field(2, ge=0)
+    time_width: int = Field(10, ge=0)
+    freq_masks: int = Field(2, ge=0)
+    freq_width: int = Field(8, ge=0)
+
+
+class TrainingConfig(_Strict):
+    epochs: int = Field(40, ge=1)
+    batch_size: int = Field(8, ge=1)
+    segment_seconds: float = Field(5.0, gt=0)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    restart_epochs: int = Field(10, ge=1)  # first cosine cycle (warm restarts), in epochs
+    restart_mult: int = Field(2, ge=1)
+    min_lr: float = Field(1e-5, ge=0)
+    patience: int = Field(12, ge=1)  # early stopping: epochs without a better validation SELD score
+    freeze_backbone_epochs: int = Field(0, ge=0)
+    grad_clip: float = Field(5.0, gt=0)
+    seed: int = 0
+    loss: LossConfig = LossConfig()
+    augment: AugmentConfig = AugmentConfig()
+
+
 class ModelConfig(_Strict):
     name: str
     description: str = ""
@@ -152,6 +187,7 @@ class ModelConfig(_Strict):
     track_transformer: TrackTransformerConfig = TrackTransformerConfig()
     smoother: SmootherConfig = SmootherConfig()
     heads: HeadsConfig = HeadsConfig()
+    training: TrainingConfig = TrainingConfig()  # how to train it; not part of the architecture
 
     @model_validator(mode="after")
     def _aligned(self) -> "ModelConfig":
@@ -167,6 +203,10 @@ class ModelConfig(_Strict):
             raise ValueError(f"frontend needs fmin < fmax <= Nyquist ({a.sample_rate / 2:g} Hz), got {f.fmin}..{fmax}")
         if b.fmax > b.sample_rate / 2 or b.fmin >= b.fmax:
             raise ValueError(f"backbone needs fmin < fmax <= Nyquist ({b.sample_rate / 2:g} Hz), got {b.fmin}..{b.fmax}")
+        if f.n_mels < math.prod(self.spatial_encoder.freq_pool):
+            raise ValueError(
+                f"spatial_encoder.freq_pool {self.spatial_encoder.freq_pool} pools frontend.n_mels {f.n_mels} below one bin"
+            )
         if math.prod(self.spatial_encoder.time_pool) != fpl:
             raise ValueError(
                 f"spatial_encoder.time_pool {self.spatial_encoder.time_pool} multiplies to "
@@ -208,7 +248,7 @@ class ModelConfig(_Strict):
 
     def fingerprint(self) -> str:
         """Stable hash of the architecture, recorded in every artifact's manifest."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        blob = json.dumps(self.model_dump(mode="json", exclude={"training", "description"}), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 

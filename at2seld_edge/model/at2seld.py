@@ -27,7 +27,7 @@ class AT2SELD(nn.Module):
         arch = BACKBONES.get(cfg.backbone.name)
         self.frontend = Frontend(cfg)
         self.backbone = arch.build(cfg)
-        self.spatial_encoder = SpatialEncoder(self.frontend.num_descriptors, cfg.spatial_encoder)
+        self.spatial_encoder = SpatialEncoder(self.frontend.num_descriptors, cfg.frontend.n_mels, cfg.spatial_encoder)
         cs = cfg.cross_stitch
         self._early = cs.enabled and cs.position == "early"
         sem_map_ch = spa_map_ch = 0
@@ -36,17 +36,25 @@ class AT2SELD(nn.Module):
             spa_map_ch = cfg.spatial_encoder.channels[cs.early_spatial_stage - 1]
         d = cfg.track_transformer.d_model
         self.cross_stitch = CrossStitchCoupling(
-            sem_map_ch, spa_map_ch, self.backbone.out_channels, self.spatial_encoder.out_channels, d,
+            sem_map_ch, spa_map_ch, self.backbone.out_channels, self.spatial_encoder.out_features, d,
             cs.enabled, cs.position, cs.init_self,
         )
         self.track_transformer = TrackTransformer(cfg.track_transformer, cfg.heads.n_tracks, cfg.smoother.causal)
         self.smoother = Smoother(d, cfg.smoother)
         self.heads = Heads(self.smoother.out_features, self.backbone.out_channels, cfg.num_classes, cfg.heads)
+        self.feature_augment = None  # set by training (SpecAugment); applied in train mode only
+
+    def set_feature_augment(self, augment) -> None:
+        """Mask the spatial descriptors and the backbone's log-mel while training."""
+        self.feature_augment = augment
+        self.backbone.feature_augment = augment
 
     def forward(self, audio: torch.Tensor) -> dict[str, torch.Tensor]:
         """audio (B, 4, samples), ACN/SN3D, samples a multiple of the label hop ->
         sed_logits (B, T, N_tracks, C), doa (B, T, N_tracks, C, 3) [, clip_logits (B, C)]."""
         desc, omni = self.frontend(audio)
+        if self.training and self.feature_augment is not None:
+            desc = self.feature_augment(desc)
         if self._early:
             cs = self.config.cross_stitch
             sem = self.backbone(omni, 0, cs.early_backbone_stage)
@@ -56,8 +64,8 @@ class AT2SELD(nn.Module):
             spa = self.spatial_encoder(spa, cs.early_spatial_stage)
         else:
             sem, spa = self.backbone(omni), self.spatial_encoder(desc)
-        sem_seq = sem.mean(dim=3).transpose(1, 2)  # (B, T, C_sem)
-        spa_seq = spa.mean(dim=3).transpose(1, 2)  # (B, T, C_spa)
+        sem_seq = sem.mean(dim=3).transpose(1, 2)  # (B, T, C_sem): PANNs' own frequency mean
+        spa_seq = self.spatial_encoder.frame_features(spa)  # (B, T, C_spa * F_spa)
         fused = self.cross_stitch(sem_seq, spa_seq)
         tracks = self.smoother(self.track_transformer(fused))
         return self.heads(tracks, sem_seq)

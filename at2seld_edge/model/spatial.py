@@ -40,7 +40,7 @@ class EncoderStage(nn.Module):
 
 
 class SpatialEncoder(nn.Module):
-    def __init__(self, in_maps: int, cfg: SpatialEncoderConfig):
+    def __init__(self, in_maps: int, n_mels: int, cfg: SpatialEncoderConfig):
         super().__init__()
         self.input_norm = nn.BatchNorm2d(in_maps)  # descriptors differ in scale (dB vs ratios)
         ch = [in_maps, *cfg.channels]
@@ -49,6 +49,16 @@ class SpatialEncoder(nn.Module):
             for i in range(len(cfg.channels))
         )
         self.out_channels = ch[-1]
+        bins = n_mels
+        for fp in cfg.freq_pool:
+            bins //= fp
+        self.out_bins = bins  # >= 1, checked by the config
+        # frame features keep the frequency axis (channels x bins): direction cues differ by band
+        self.out_features = self.out_channels * bins
+
+    def frame_features(self, x):
+        """(B, C, T, F) -> (B, T, C*F)."""
+        return x.permute(0, 2, 1, 3).flatten(2)
 
     def forward(self, x, start: int = 0, stop: int | None = None):
         """Run stages [start, stop); with start == 0, `x` is the descriptor stack (B, D, T, M)."""

@@ -111,6 +111,7 @@ class Backbone(nn.Module):
         self.logmel_extractor = LogmelExtractor(b.sample_rate, b.n_fft, b.n_mels, b.fmin, b.fmax)
         self.bn0 = nn.BatchNorm2d(b.n_mels)
         self.stages: list[nn.Module] = []
+        self.feature_augment = None  # SpecAugment while training, set by AT2SELD.set_feature_augment
 
     def logmel(self, wave: torch.Tensor) -> torch.Tensor:
         """(B, samples) -> normalized log-mel (B, 1, T, M), frames = samples // hop + 1."""
@@ -124,6 +125,8 @@ class Backbone(nn.Module):
             x = self.logmel(x)
             if drop_last_frame:
                 x = x[:, :, :-1]
+            if self.training and self.feature_augment is not None:
+                x = self.feature_augment(x)
         for stage in self.stages[start:stop]:
             x = stage(x)
         return x

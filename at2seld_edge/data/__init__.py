@@ -1,0 +1,1 @@
+"""DCASE SELD datasets: label formats, dataset specs, synthetic FOA scenes, augmentation."""

@@ -1,0 +1,1 @@
+"""DCASE SELD evaluation: decoding, output CSVs, metrics, threshold calibration."""

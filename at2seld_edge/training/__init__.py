@@ -1,0 +1,1 @@
+"""Training: permutation-aware losses and the resumable trainer."""

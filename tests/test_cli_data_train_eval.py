@@ -1,0 +1,78 @@
+"""`edge data`, `edge train` and `edge evaluate` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import yaml
+
+from tests.conftest import preset_dict
+from tests.test_cli import assert_user_error, edge
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    r = edge("data", "synth", "--out", str(root), "--clips", "6", "--seed", "2", "--seconds", "2",
+             "--classes", "tone,clicks,bell")
+    assert r.returncode == 0, r.stderr
+    return root
+
+
+def test_synth_and_check(dataset):
+    r = edge("data", "check", "--data", str(dataset / "dataset.yaml"))
+    assert r.returncode == 0, r.stderr
+    assert "train: 4 clips" in r.stdout and "test: 1 clips" in r.stdout
+
+
+def test_reference_csvs_scored_against_themselves_are_perfect(dataset, tmp_path):
+    ref = dataset / "metadata_dev"
+    r = edge("evaluate", "--pred", str(ref), "--ref", str(ref), "--classes", "3", "--out", str(tmp_path / "self"))
+    assert r.returncode == 0, r.stderr
+    m = json.loads(r.stdout)["dcase2023"]
+    assert m == pytest.approx({"ER": 0.0, "F": 1.0, "LE": 0.0, "LR": 1.0, "SELD": 0.0}, abs=1e-9)
+    assert (tmp_path / "self" / "per_class.md").is_file()
+
+
+def test_train_then_evaluate(dataset, tmp_path):
+    run = tmp_path / "run"
+    cfg = preset_dict()
+    cfg["training"] = {"epochs": 1, "batch_size": 2, "segment_seconds": 1.0}
+    cfg_path = tmp_path / "tiny.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    r = edge("train", "--config", str(cfg_path), "--data", str(dataset / "dataset.yaml"), "--out", str(run))
+    assert r.returncode == 0, r.stderr
+    assert "best epoch 1" in r.stdout and (run / "best.pt").is_file()
+    r = edge("evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(dataset / "dataset.yaml"),
+             "--out", str(tmp_path / "eval"), "--oracle-activity")
+    assert r.returncode == 0, r.stderr
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert {"ER", "F", "LE", "LR", "SELD", "oracle_activity_DOA_error", "thresholds", "classwise"} <= set(metrics)
+    assert len(list((tmp_path / "eval" / "output").glob("*.csv"))) == 1
+
+
+def test_bad_data_is_exit_1_and_skip_bad_lists(dataset, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(dataset, broken)
+    csv = sorted((broken / "metadata_dev").rglob("fold1_*.csv"))[0]
+    csv.write_text(csv.read_text() + "12,7,0,10,0\n")  # class 7 of 3
+    assert_user_error(edge("data", "check", "--data", str(broken / "dataset.yaml")), 1,
+                      f"{csv.name}:", "class index 7 out of range")
+    r = edge("data", "check", "--data", str(broken / "dataset.yaml"), "--skip-bad")
+    assert r.returncode == 0 and "skipped:" in r.stdout and "train: 3 clips" in r.stdout
+
+
+def test_wrong_sample_rate_spec_is_exit_1(dataset, tmp_path):
+    spec = yaml.safe_load((dataset / "dataset.yaml").read_text())
+    spec["sample_rate"] = 48000
+    spec["root"] = str(dataset)
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    assert_user_error(edge("train", "--data", str(tmp_path / "spec.yaml"), "--out", str(tmp_path / "run")), 1,
+                      "sample rate 24000 Hz, the dataset spec says 48000 Hz")
+
+
+def test_evaluate_usage_errors(tmp_path):
+    assert_user_error(edge("evaluate", "--pred", str(tmp_path)), 2, "both --pred and --ref")
+    assert_user_error(edge("evaluate", "--checkpoint", str(tmp_path / "x.pt")), 2, "--checkpoint, --data and --out")

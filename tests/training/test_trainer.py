@@ -1,0 +1,104 @@
+"""A short training on tiny clips: it runs, its loss goes down, and it resumes after a kill."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+
+from at2seld_edge.checkpoint import load_checkpoint
+from at2seld_edge.data.spec import load_dataset
+from at2seld_edge.data.synth import synthesize
+from at2seld_edge.errors import EdgeError
+from at2seld_edge.training.trainer import Reporter, train
+from tests.conftest import variant
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    # 6 clips of 2 s: 4 train, 1 validation, 1 test
+    return load_dataset(synthesize(root, 6, seed=3, seconds=2.0, classes=["tone", "clicks", "sweep_up"]))
+
+
+def tiny_config(**training):
+    return variant(training={"batch_size": 2, "segment_seconds": 1.0, "lr": 3e-3, "restart_epochs": 50, **training})
+
+
+def test_runs_and_loss_goes_down(tmp_path, tiny_data):
+    result = train(tiny_config(), tiny_data, tmp_path / "run", epochs=4)
+    losses = [h["train_loss"] for h in result.history]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    assert {p.name for p in (tmp_path / "run").iterdir()} == {"best.pt", "last.pt", "metrics.csv", "curves.png"}
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    best = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert best.classes == ["tone", "clicks", "sweep_up"] and len(best.thresholds) == 3
+    assert best.config.num_classes == 3
+    assert (tmp_path / "run" / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+class Killed(Exception):
+    pass
+
+
+def test_resumes_after_a_kill_as_if_never_stopped(tmp_path, tiny_data):
+    whole = train(tiny_config(), tiny_data, tmp_path / "whole", epochs=2)
+
+    epoch_now = {"n": 0}
+
+    def start(epoch, total):
+        epoch_now["n"] = epoch
+
+    def die_in_epoch_two(loss):
+        if epoch_now["n"] == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(tiny_config(), tiny_data, tmp_path / "run", epochs=2,
+              reporter=Reporter(start_batches=start, batch_done=die_in_epoch_two))
+    assert load_checkpoint(tmp_path / "run" / "last.pt").training_state["epoch"] == 1
+    resumed = train(tiny_config(), tiny_data, tmp_path / "run", epochs=2)
+    assert [h["epoch"] for h in resumed.history] == [1, 2]
+    for a, b in zip(whole.history, resumed.history):
+        for k in ("train_loss", "val_SELD", "val_F"):
+            assert a[k] == pytest.approx(b[k], rel=1e-5, abs=1e-7), k
+    w = load_checkpoint(tmp_path / "whole" / "last.pt").state_dict
+    r = load_checkpoint(tmp_path / "run" / "last.pt").state_dict
+    for k in w:
+        torch.testing.assert_close(w[k], r[k], rtol=1e-4, atol=1e-6)
+
+
+def test_a_finished_run_is_not_trained_again_but_can_be_extended(tmp_path, tiny_data):
+    first = train(tiny_config(), tiny_data, tmp_path / "run", epochs=1)
+    again = train(tiny_config(), tiny_data, tmp_path / "run", epochs=1)
+    assert len(again.history) == len(first.history) == 1
+    more = train(tiny_config(), tiny_data, tmp_path / "run", epochs=2)
+    assert len(more.history) == 2
+
+
+def test_a_run_folder_of_another_config_is_refused(tmp_path, tiny_data):
+    train(tiny_config(), tiny_data, tmp_path / "run", epochs=1)
+    with pytest.raises(EdgeError, match="another config"):
+        train(variant(smoother={"causal": True}, training={"batch_size": 2, "segment_seconds": 1.0}), tiny_data,
+              tmp_path / "run", epochs=1)
+
+
+def test_backbone_weights_and_freezing(tmp_path, tiny_data):
+    """Start from an official-layout backbone file; while frozen, nothing in the backbone moves
+    (weights nor BatchNorm statistics) and the rest trains; unfrozen, it trains too."""
+    from at2seld_edge.model import build_model
+
+    source = build_model(tiny_config().model_copy(update={"num_classes": 3})).backbone.state_dict()
+    weights = tmp_path / "panns.pth"
+    torch.save({"model": source}, weights)
+    train(tiny_config(freeze_backbone_epochs=1), tiny_data, tmp_path / "run", epochs=1, backbone_weights=weights)
+    after1 = load_checkpoint(tmp_path / "run" / "last.pt").state_dict
+    for k, v in source.items():
+        torch.testing.assert_close(after1[f"backbone.{k}"], v)
+    first_spatial = after1["spatial_encoder.stages.0.blocks.0.conv1.weight"]
+    train(tiny_config(freeze_backbone_epochs=1), tiny_data, tmp_path / "run", epochs=2)
+    after2 = load_checkpoint(tmp_path / "run" / "last.pt").state_dict
+    assert not torch.equal(after2["backbone.conv_block1.conv1.weight"], source["conv_block1.conv1.weight"])
+    assert not torch.equal(after2["spatial_encoder.stages.0.blocks.0.conv1.weight"], first_spatial)
