@@ -16,6 +16,7 @@ from at2seld_edge.config import ModelConfig, config_from_dict
 from at2seld_edge.errors import EdgeError
 from at2seld_edge.io import atomic_path, load_error_reason, sha256_file
 from at2seld_edge.model import AT2SELD, build_model
+from at2seld_edge.model.dsp import ConvSTFT
 from at2seld_edge.model.state import state_dict_problems
 
 FORMAT = "at2seld-edge.checkpoint/1"
@@ -93,4 +94,7 @@ def model_from_checkpoint(ckpt: Checkpoint) -> AT2SELD:
     if problems:
         raise EdgeError(f"{ckpt.path}: weights do not fit config {ckpt.config.name!r}: {' | '.join(problems)}")
     model.load_state_dict(ckpt.state_dict, strict=True)
+    for m in model.modules():
+        if isinstance(m, ConvSTFT):
+            m.check_kernels()
     return model

@@ -133,14 +133,14 @@ def data_synth(
     """Write a synthetic FOA dataset in the DCASE2023 layout, with its dataset spec."""
     from rich.progress import Progress
 
-    from at2seld_edge.data.synth import SOUND_CLASSES, synthesize
+    from at2seld_edge.data.synth import DEFAULT_CLASSES, synthesize
 
     names = [c.strip() for c in classes.split(",")] if classes else None
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("synthesizing clips", total=clips)
         spec = synthesize(out_dir, clips, seed, names, max_polyphony, seconds,
                           progress=lambda i: progress.update(task, completed=i))
-    out.print(f"wrote {clips} clips and {spec} (classes from: {', '.join(SOUND_CLASSES)})")
+    out.print(f"wrote {clips} clips and {spec}; classes: {', '.join(names or DEFAULT_CLASSES)}", highlight=False)
 
 
 @data_app.command("check")

@@ -58,9 +58,7 @@ class FrontendConfig(_Strict):
     def _known_descriptors(cls, v: str) -> str:
         from at2seld_edge.model.frontend import DESCRIPTORS
 
-        if v not in DESCRIPTORS:
-            raise ValueError(f"unknown descriptor set {v!r} (known: {', '.join(DESCRIPTORS.names())})")
-        return v
+        return DESCRIPTORS.require(v)
 
 
 class BackboneConfig(_Strict):
@@ -81,9 +79,7 @@ class BackboneConfig(_Strict):
     def _known_backbone(cls, v: str) -> str:
         from at2seld_edge.model.backbones import BACKBONES
 
-        if v not in BACKBONES:
-            raise ValueError(f"unknown backbone {v!r} (known: {', '.join(BACKBONES.names())})")
-        return v
+        return BACKBONES.require(v)
 
     @field_validator("channels", "time_pool")
     @classmethod

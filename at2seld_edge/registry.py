@@ -27,7 +27,16 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except KeyError:
-            raise EdgeError(f"unknown {self.kind} {name!r} (known: {', '.join(self.names())})") from None
+            raise EdgeError(self._unknown(name)) from None
+
+    def require(self, name: str) -> str:
+        """For schema validators: the name if registered, else ValueError listing the known ones."""
+        if name not in self._items:
+            raise ValueError(self._unknown(name))
+        return name
+
+    def _unknown(self, name: str) -> str:
+        return f"unknown {self.kind} {name!r} (known: {', '.join(self.names())})"
 
     def names(self) -> list[str]:
         return sorted(self._items)

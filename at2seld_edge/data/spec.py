@@ -54,9 +54,7 @@ class DatasetSpec(BaseModel):
     @field_validator("format")
     @classmethod
     def _known_format(cls, v: str) -> str:
-        if v not in LABEL_FORMATS:
-            raise ValueError(f"unknown label format {v!r} (known: {', '.join(LABEL_FORMATS.names())})")
-        return v
+        return LABEL_FORMATS.require(v)
 
     @property
     def label_format(self) -> LabelFormat:

@@ -55,9 +55,15 @@ def _bandpass(x: np.ndarray, lo: float, hi: float, order: int = 4) -> np.ndarray
 
 @sound_class("tone")
 def _tone(rng, n):
-    f = rng.uniform(400, 1200)
+    """Beeping pure tone (an alarm): tonal, but with onsets. A steady pure tone would not do: in a
+    reverberant room it settles into a standing-wave field whose intensity points at the room
+    modes rather than the source, and no real SELD class is like that."""
+    f, period = rng.uniform(400, 1200), rng.uniform(0.2, 0.35)
     t = _t(n)
-    return np.sin(2 * np.pi * f * t + 0.004 * f / 5 * np.sin(2 * np.pi * 5 * t))
+    phase = t % period
+    on, ramp = 0.6 * period, 0.005
+    gate = np.clip(np.minimum(phase, on - phase) / ramp, 0.0, 1.0)
+    return np.sin(2 * np.pi * f * t) * gate
 
 
 @sound_class("harmonic")

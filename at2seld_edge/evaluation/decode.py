@@ -19,7 +19,11 @@ MAX_WINDOW_S = 60.0  # long recordings are run in windows of at most this length
 def predict_clip(model: torch.nn.Module, audio: np.ndarray, label_hop: int) -> tuple[np.ndarray, np.ndarray]:
     """audio (4, samples) -> SED probabilities (T, N, C) and DOA vectors (T, N, C, 3)."""
     n_frames = audio.shape[1] // label_hop
-    window = int(MAX_WINDOW_S * 10) * label_hop
+    cfg = model.config
+    if n_frames == 0:  # shorter than one label frame: nothing to predict
+        n, c = cfg.heads.n_tracks, cfg.num_classes
+        return np.zeros((0, n, c), np.float32), np.zeros((0, n, c, 3), np.float32)
+    window = int(MAX_WINDOW_S / cfg.audio.label_hop_s) * label_hop
     probs, doas = [], []
     model.eval()
     with torch.no_grad():

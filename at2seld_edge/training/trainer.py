@@ -166,7 +166,7 @@ def train(cfg: ModelConfig, data: Dataset, run_dir: str | Path, *, epochs: int |
         scheduler.load_state_dict(state.pop("scheduler"))
 
     def training_state() -> dict[str, Any]:
-        return {**{k: v for k, v in state.items()}, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+        return {**state, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
 
     started = time.monotonic() - state["train_seconds"]
     while not state["stopped"]:

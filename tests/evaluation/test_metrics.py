@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 
 from at2seld_edge.evaluation.metrics import Detection, SeldMetrics2023, SeldMetrics2024

@@ -25,6 +25,19 @@ def test_conv_stft_equals_torch_stft():
     torch.testing.assert_close(imag.double(), ref.imag, atol=2e-4, rtol=1e-4)
 
 
+def test_training_fft_path_equals_the_exported_conv_path():
+    stft = ConvSTFT(512, 240)
+    wave = torch.randn(2, 4800, generator=torch.Generator().manual_seed(1))
+    conv = stft.eval()(wave)
+    fft = stft.train()(wave)
+    for a, b in zip(conv, fft):
+        torch.testing.assert_close(a, b, atol=2e-4, rtol=1e-4)
+    with torch.no_grad():
+        stft.conv_real.weight.mul_(1.01)  # kernels from a checkpoint made with other settings
+    assert not stft.check_kernels()
+    torch.testing.assert_close(stft.train()(wave)[0], stft.eval()(wave)[0])  # FFT path off
+
+
 def test_reflect_pad_equals_torch():
     x = torch.randn(2, 1, 50)
     torch.testing.assert_close(reflect_pad(x, 7), torch.nn.functional.pad(x, (7, 7), mode="reflect"))

@@ -133,7 +133,11 @@ class Backbone(nn.Module):
 
     @property
     def out_channels(self) -> int:
-        raise NotImplementedError
+        return self._out  # set by the subclass once its stages are built
+
+    @classmethod
+    def build(cls, cfg: ModelConfig) -> "Backbone":
+        return cls(cfg.backbone, cls.time_pool(cfg))
 
     # ---- AudioSet tagging head (only for checking against the official implementation)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from at2seld_edge.config import BackboneConfig, ModelConfig
+from at2seld_edge.config import BackboneConfig
 from at2seld_edge.model.backbones import BACKBONES
 from at2seld_edge.model.backbones.base import Backbone
 
@@ -50,10 +50,3 @@ class MobileNetV1(Backbone):
         self.stages = list(self.features)
         self._out = in_ch
 
-    @property
-    def out_channels(self) -> int:
-        return self._out
-
-    @classmethod
-    def build(cls, cfg: ModelConfig) -> "MobileNetV1":
-        return cls(cfg.backbone, cls.time_pool(cfg))

@@ -82,5 +82,6 @@ def load_official_checkpoint(backbone: Backbone, path: str | Path) -> LoadReport
         if not torch.allclose(sd[k].float(), own[k].float(), atol=1e-4):
             report.notes.append(f"{k} differs from the configured mel settings; the checkpoint's values are used")
     backbone.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=True)
+    backbone.spectrogram_extractor.stft.check_kernels()
     report.loaded = list(own)
     return report

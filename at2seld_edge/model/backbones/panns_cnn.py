@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
-from at2seld_edge.config import BackboneConfig, ModelConfig
+from at2seld_edge.config import BackboneConfig
 from at2seld_edge.model.backbones import BACKBONES
 from at2seld_edge.model.backbones.base import Backbone
 
@@ -49,13 +49,6 @@ class PannsCnn(Backbone):
             in_ch = ch[2 * i + 1]
         self._out = in_ch
 
-    @property
-    def out_channels(self) -> int:
-        return self._out
-
-    @classmethod
-    def build(cls, cfg: ModelConfig) -> "PannsCnn":
-        return cls(cfg.backbone, cls.time_pool(cfg))
 
 
 def _doubled(widths: list[int]) -> tuple[int, ...]:

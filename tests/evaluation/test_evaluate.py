@@ -1,0 +1,72 @@
+"""Decoding, threshold calibration, oracle-activity DOA error and CSV-folder scoring."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from at2seld_edge.data.formats import TrackTargets
+from at2seld_edge.data.spec import Clip
+from at2seld_edge.evaluation.decode import decode, read_output_csv, write_output_csv
+from at2seld_edge.evaluation.evaluate import ClipOutput, calibrate_thresholds, evaluate_csv_dirs, oracle_doa_error
+from at2seld_edge.evaluation.metrics import Detection
+
+
+def unit(deg):
+    return np.array([np.cos(np.radians(deg)), np.sin(np.radians(deg)), 0.0], np.float32)
+
+
+def test_decode_thresholds_and_merges_duplicates():
+    probs = np.zeros((2, 3, 2), np.float32)
+    doa = np.zeros((2, 3, 2, 3), np.float32)
+    probs[0, :, 0] = [0.9, 0.8, 0.2]  # two confident tracks of class 0 ...
+    doa[0, 0, 0], doa[0, 1, 0] = unit(10), unit(20)  # ... 10 degrees apart: one source
+    probs[1, 0, 1], doa[1, 0, 1] = 0.6, unit(90)
+    probs[1, 2, 1], doa[1, 2, 1] = 0.7, unit(-90)  # two class-1 sources far apart
+    frames = decode(probs, doa, np.array([0.5, 0.65]))
+    assert len(frames[0]) == 1 and frames[0][0].cls == 0
+    az = np.degrees(np.arctan2(frames[0][0].xyz[1], frames[0][0].xyz[0]))
+    assert az == pytest.approx(15, abs=0.5)
+    assert [d.track for d in frames[1]] == [2]  # 0.6 is below class 1's threshold 0.65
+
+
+def outputs_with(prob_active: float, prob_silent: float, n_frames=20):
+    t = TrackTargets(np.zeros((n_frames, 3, 2), np.float32), np.zeros((n_frames, 3, 2, 3), np.float32),
+                     np.zeros((n_frames, 3, 2), np.float32))
+    t.activity[:10, 0, 0] = 1
+    t.doa[:10, 0, 0] = unit(30)
+    probs = np.full((n_frames, 3, 2), prob_silent, np.float32)
+    probs[:10, 0, 0] = prob_active
+    doa = np.zeros((n_frames, 3, 2, 3), np.float32)
+    doa[:, :, :] = unit(35)
+    clip = Clip("c", None, None, 1, 1, n_frames * 2400)
+    return [ClipOutput(clip, probs, doa, t)]
+
+
+def test_calibration_finds_the_separating_threshold():
+    # active frames score 0.35, silent ones 0.3: only a threshold in between gives F = 1 for class 0
+    thresholds, f = calibrate_thresholds(outputs_with(0.35, 0.3))
+    assert 0.3 <= thresholds[0] < 0.35 and f[0] == pytest.approx(1.0)
+
+
+def test_oracle_activity_doa_error():
+    assert oracle_doa_error(outputs_with(0.9, 0.1)) == pytest.approx(5.0, abs=1e-3)
+
+
+def test_csv_round_trip(tmp_path):
+    frames = {3: [Detection(1, 0, tuple(unit(45)))], 7: [Detection(0, 2, (0.0, 0.0, 1.0), 2.5)]}
+    write_output_csv(tmp_path / "p.csv", frames, distance_unit_m=0.01)
+    back = read_output_csv(tmp_path / "p.csv", 2, distance_unit_m=0.01)
+    assert back[3][0].cls == 1 and np.allclose(back[3][0].xyz, unit(45), atol=1e-3)
+    assert back[7][0].distance == pytest.approx(2.5) and back[7][0].track == 2
+
+
+def test_scoring_dcase2024_folders_adds_the_distance_metrics(tmp_path):
+    (tmp_path / "ref").mkdir()
+    (tmp_path / "pred").mkdir()
+    (tmp_path / "ref" / "fold1_room1_mix001.csv").write_text("".join(f"{f},4,0,30,0,200\n" for f in range(10)))
+    (tmp_path / "pred" / "fold1_room1_mix001.csv").write_text("".join(f"{f},4,0,30,0,250\n" for f in range(10)))
+    r = evaluate_csv_dirs(tmp_path / "pred", tmp_path / "ref", "dcase2024", None, tmp_path / "out")
+    assert r["dcase2023"]["F"] == pytest.approx(1 / 13)  # macro over the 13 STARSS classes, one perfect
+    assert r["dcase2024"]["RDE"] == pytest.approx(0.25) and r["dcase2024"]["F"] == pytest.approx(1 / 13)
+    assert (tmp_path / "out" / "metrics.json").is_file()

@@ -1,0 +1,18 @@
+"""pyproject lists every subpackage (a missing one would be left out of the wheel silently)."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_subpackage_is_listed():
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(tool["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "at2seld_edge").rglob("__init__.py")}
+    found |= {"at2seld_edge.compress", "at2seld_edge.deploy"}
+    assert found == listed
+    assert tool["package-dir"] == {"at2seld_edge": "at2seld_edge", "at2seld_edge.compress": "compress",
+                                   "at2seld_edge.deploy": "deploy"}
