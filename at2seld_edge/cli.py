@@ -182,6 +182,13 @@ def _progress_reporter(progress):
                     epoch_done=done, message=lambda text: progress.console.print(text, highlight=False))
 
 
+def _train_columns():
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+    return (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn())
+
+
 @app.command("train")
 def train_cmd(
     data: Path = typer.Option(..., "--data", help="dataset spec YAML"),
@@ -194,15 +201,13 @@ def train_cmd(
     skip_bad: bool = typer.Option(False, "--skip-bad", help="leave out bad clips (listed) instead of stopping"),
 ) -> None:
     """Train AT2SELD; writes best.pt / last.pt, metrics.csv and curves.png to the run folder."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import Progress
 
     from at2seld_edge.data.spec import load_dataset
     from at2seld_edge.training.trainer import train
 
     cfg, ds = load_config(config), load_dataset(data)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn())
-    with Progress(*columns, console=err, transient=True) as progress:
+    with Progress(*_train_columns(), console=err, transient=True) as progress:
         result = train(cfg, ds, out_dir, epochs=epochs, backbone_weights=backbone_weights,
                        freeze_backbone_epochs=freeze_backbone_epochs, max_minutes=max_minutes, skip_bad=skip_bad,
                        reporter=_progress_reporter(progress))
@@ -263,6 +268,192 @@ def evaluate_cmd(
     table.add_row(*(f"{v:.3f}" for v in results.values()))
     out.print(table)
     out.print(f"wrote {out_dir}/metrics.json, per_class.md and output/*.csv")
+
+
+@app.command("compress")
+def compress_cmd(
+    checkpoint: Path = typer.Option(..., help="trained at2seld-edge checkpoint"),
+    data: Path = typer.Option(..., "--data", help="dataset spec YAML (fine-tuning, calibration, scoring)"),
+    out_dir: Path = typer.Option(..., "--out", help="folder to write (must not exist or be empty)"),
+    prune_ratio: Optional[float] = typer.Option(None, help="fraction of each backbone conv's filters to remove, in (0, 1)"),
+    target_macs: Optional[str] = typer.Option(None, help="prune until the model costs at most this many MACs per "
+                                              "second of audio (e.g. 150M)"),
+    prune_method: str = typer.Option("passive", help="filter importance: passive (operator norm) or l1"),
+    finetune_epochs: int = typer.Option(0, help="fine-tune the pruned model this many epochs"),
+    int8: bool = typer.Option(False, "--int8", help="calibrate and write the Q/DQ INT8 model"),
+    calib_clips: int = typer.Option(32, help="training clips for INT8 calibration"),
+    calib_method: str = typer.Option("entropy", help="minmax, entropy or percentile"),
+    tolerance: float = typer.Option(0.01, help="largest SELD-score increase an INT8 module may cause (validation)"),
+) -> None:
+    """Prune, fine-tune, fold BatchNorm, export, quantize to INT8; report every variant side by side."""
+    from at2seld_edge.compress.pipeline import CompressOptions, compress, parse_macs
+    from at2seld_edge.data.spec import load_dataset
+
+    opts = CompressOptions(prune_ratio, parse_macs(target_macs) if target_macs is not None else None, prune_method,
+                           finetune_epochs, int8, calib_clips, calib_method, tolerance)
+    ds = load_dataset(data)
+    columns = _train_columns()
+    from rich.progress import Progress
+
+    with Progress(*columns, console=err, transient=True) as progress:
+        report = compress(checkpoint, ds, out_dir, opts, say=lambda m: progress.console.print(m, highlight=False),
+                          train_reporter=_progress_reporter(progress))
+    table = Table(title=f"compression of {checkpoint} (test split, ONNX Runtime CPU, 1 s window)")
+    for col in ("variant", "params", "backbone MMAC/s", "MMAC/s", "MB", "F", "LE", "SELD", "median ms", "speed-up"):
+        table.add_column(col, justify="left" if col == "variant" else "right")
+    base = report.variants[0]
+    for v in report.variants:
+        table.add_row(v.name, f"{v.params:,}", f"{v.backbone_macs_per_second / 1e6:,.1f}", f"{v.macs_per_second / 1e6:,.1f}",
+                      f"{v.size_bytes / 1e6:.2f}", f"{v.metrics['F']:.3f}", f"{v.metrics['LE']:.1f}",
+                      f"{v.metrics['SELD']:.4f}", f"{v.latency.median_ms:.2f}",
+                      f"{base.latency.median_ms / v.latency.median_ms:.2f}x")
+    out.print(table)
+    out.print(f"wrote {out_dir}/compression_report.md and .json", highlight=False)
+
+
+devices_app = typer.Typer(help="Target devices (devices/*.yaml).")
+app.add_typer(devices_app, name="devices")
+
+
+@devices_app.callback(invoke_without_command=True)
+def devices_list(ctx: typer.Context) -> None:
+    """List the target devices; `edge devices show NAME` prints one."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from at2seld_edge.deploy.devices import FAMILIES, device_names, load_device
+
+    table = Table(title="target devices", caption="dense peak throughput at maximum clocks; "
+                  + ", ".join(f"{k} = {v}" for k, v in FAMILIES.items()))
+    for col in ("name", "kind", "FP32 TFLOPS", "FP16 TFLOPS", "INT8 TOPS", "memory GB", "GB/s"):
+        table.add_column(col, justify="left" if col in ("name", "kind") else "right", no_wrap=col == "name")
+    for name in device_names():
+        d = load_device(name)
+        t = d.throughput
+        table.add_row(d.name, d.kind, f"{t.fp32_tflops:g}", f"{t.fp16_tflops:g}", f"{t.int8_tops:g}",
+                      f"{d.memory.size_gb:g}", f"{d.memory.bandwidth_gbs:g}")
+    out.print(table)
+
+
+@devices_app.command("show")
+def devices_show(name: str = typer.Argument(..., help="device name, family name or YAML path")) -> None:
+    """Print one device's spec (validated)."""
+    import yaml
+
+    from at2seld_edge.deploy.devices import load_device
+
+    out.print(yaml.safe_dump(load_device(name).model_dump(mode="json"), sort_keys=False), highlight=False, soft_wrap=True)
+
+
+@app.command("profile")
+def profile_cmd(
+    target: str = typer.Option(..., "--target", "-t", help="device name (edge devices), family name or YAML path"),
+    budget: str = typer.Option(..., "--budget", "-b", help="budget name (profiles/) or YAML path"),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+    checkpoint: Optional[Path] = typer.Option(None, help="at2seld-edge checkpoint"),
+    onnx_file: Optional[Path] = typer.Option(None, "--onnx", help="ONNX file (exported by edge export, or any)"),
+    precision: str = typer.Option("fp16", help="fp32, fp16 or int8: bytes and roofline (and the TensorRT engine)"),
+    backend: str = typer.Option("torch", help="where latency is measured: torch, onnxruntime or tensorrt"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="folder for report.md, report.json, report.png"),
+    runs: int = typer.Option(30, help="timed runs (median and p95 over them)"),
+    warmup: int = typer.Option(5, help="untimed runs first"),
+    fail_on_violation: bool = typer.Option(False, "--fail-on-violation", help="exit 3 when anything is over budget"),
+) -> None:
+    """Per-module cost (params, MACs, memory, latency, roofline) checked against a device budget."""
+    import tempfile
+
+    from at2seld_edge.deploy.budgets import load_budget
+    from at2seld_edge.deploy.devices import load_device
+    from at2seld_edge.deploy.profiler import LATENCY_BACKENDS, onnx_graph_costs, profile
+    from at2seld_edge.deploy.report import check_budget, check_rows, module_rows, violation_error, write_report
+    from at2seld_edge.checkpoint import provenance
+
+    if sum(x is not None for x in (config, checkpoint, onnx_file)) > 1:
+        raise EdgeError("give one of --config, --checkpoint, --onnx", ErrorKind.USAGE)
+    if precision not in ("fp32", "fp16", "int8"):
+        raise EdgeError(f"--precision {precision!r}: expected fp32, fp16 or int8", ErrorKind.USAGE)
+    if runs < 2 or warmup < 0:
+        raise EdgeError("--runs must be at least 2 and --warmup at least 0", ErrorKind.USAGE)
+    LATENCY_BACKENDS.get(backend)
+    device, bud = load_device(target), load_budget(budget)
+    power_mode, mode_note = bud.power_mode, None
+    if power_mode is not None and power_mode not in {m.name for m in device.power_modes}:
+        mode_note = (f"budget {bud.name} names power mode {power_mode}, which {device.name} does not have: "
+                     "the roofline uses its maximum clocks")
+        power_mode = None
+    model, manifest, onnx_costs = None, {}, None
+    with tempfile.TemporaryDirectory(prefix="edge-profile-") as tmp:
+        onnx_path = onnx_file
+        if onnx_file is not None:
+            from at2seld_edge.onnx_export import MANIFEST_KEY, read_manifest
+
+            if not onnx_file.is_file():
+                raise EdgeError(f"{onnx_file}: ONNX file not found")
+            try:
+                meta = read_manifest(onnx_file)
+            except EdgeError:
+                meta = None
+            except Exception as e:
+                raise EdgeError(f"{onnx_file}: not a readable ONNX file ({type(e).__name__}: {e})") from None
+            if meta is not None:
+                from at2seld_edge.config import config_from_dict
+                from at2seld_edge.model import build_model
+
+                model = build_model(config_from_dict(meta["config"], f"{onnx_file} ({MANIFEST_KEY})"))
+                manifest["onnx_manifest"] = {k: meta[k] for k in ("config_name", "config_fingerprint") if k in meta}
+            else:
+                samples = round(bud.window_s * 24000)
+                onnx_costs = onnx_graph_costs(onnx_file, samples)
+            if backend == "torch":
+                backend = "onnxruntime"
+        else:
+            model, manifest = _load_model(config, checkpoint, None)
+            if backend in ("onnxruntime", "tensorrt"):
+                from at2seld_edge.onnx_export import export_onnx
+
+                onnx_path = Path(tmp) / "model.onnx"
+                with err.status("exporting to ONNX ..."):
+                    export_onnx(model, onnx_path, seconds=bud.window_s)
+        with err.status(f"profiling on {backend} ({warmup} warm-up + {runs} timed runs) ..."):
+            prof = profile(model, onnx_path, device, precision, backend, bud.window_s, power_mode, warmup, runs,
+                           str(onnx_file or checkpoint or config or DEFAULT_PRESET), onnx_costs=onnx_costs)
+    if mode_note is not None:
+        prof.notes.append(mode_note)
+    if onnx_costs is not None:
+        prof.notes.append(f"{onnx_file}: no at2seld-edge manifest: MACs counted from the graph (Conv, MatMul, Gemm) "
+                          f"at {onnx_costs['samples']} samples (24 kHz assumed); no activation memory")
+    checks = check_budget(prof, bud)
+    title = (f"{prof.config_name or prof.source} on {device.name} ({precision}, {backend}; "
+             f"latency checked: {prof.latency_checked})")
+    table = Table(title=title, caption=f"one inference over {bud.window_s:g} s of audio; roofline = max(2 MACs / peak, bytes / bandwidth)")
+    for col in ("module", "params", "MMACs/s", "weights MB", "peak act. MB", "median ms", "p95 ms", "roofline ms"):
+        table.add_column(col, justify="left" if col == "module" else "right")
+    rows = module_rows(prof)
+    for r in rows[:-1]:
+        table.add_row(*r)
+    table.add_section()
+    table.add_row(*rows[-1])
+    out.print(table)
+    if prof.residue_ms is not None and prof.total.latency is not None:
+        e2e = prof.total.latency.median_ms
+        out.print(f"end-to-end {e2e:.2f} ms; modules sum to {e2e - prof.residue_ms:.2f} ms; residue "
+                  f"{prof.residue_ms:.2f} ms ({prof.residue_ms / e2e:+.1%})", highlight=False)
+    ctable = Table(title=f"budget {bud.name}")
+    for col in ("scope", "limit", "value", "budget", "result"):
+        ctable.add_column(col)
+    for r in check_rows(checks):
+        ctable.add_row(*r[:-1], f"[green]{r[-1]}[/]" if r[-1] == "PASS" else f"[red]{r[-1]}[/]")
+    out.print(ctable)
+    for note in prof.notes:
+        out.print(f"note: {note}", highlight=False)
+    if out_dir is not None:
+        manifest = {**provenance(), "artifact": "profile_report", "target": device.name, "budget": bud.name, **manifest}
+        paths = write_report(prof, bud, checks, out_dir, manifest)
+        out.print("wrote " + ", ".join(str(p) for p in paths), highlight=False)
+    problem = violation_error(checks, bud)
+    if problem is not None:
+        if fail_on_violation:
+            raise problem
+        out.print(f"[yellow]{problem}[/]", highlight=False)
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ from torch import nn
 from at2seld_edge.checkpoint import provenance
 from at2seld_edge.errors import EdgeError, ErrorKind
 from at2seld_edge.io import atomic_path
-from at2seld_edge.model import AT2SELD, OUTPUT_NAMES
+from at2seld_edge.model import AT2SELD, MODULE_NAMES, OUTPUT_NAMES
 from at2seld_edge.summary import example_audio
 
 INPUT_NAME = "audio"
@@ -146,3 +146,34 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         if prop.key == MANIFEST_KEY:
             return json.loads(prop.value)
     raise EdgeError(f"{path}: no at2seld-edge manifest in the ONNX metadata")
+
+
+def module_of_node(name: str, modules: tuple[str, ...] = MODULE_NAMES) -> str | None:
+    """`/model/backbone/conv_block1/conv1/Conv` -> `backbone`: the exporter's name scopes."""
+    for part in name.strip("/").split("/")[:-1]:
+        if part in modules:
+            return part
+    return None
+
+
+class OnnxRuntimeModel:
+    """An exported (or quantized) ONNX file in ONNX Runtime on CPU, called like the PyTorch model
+    (audio tensor -> dict of output tensors), so evaluation code runs on either."""
+
+    def __init__(self, path: str | Path, config, threads: int = 0):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        if threads:
+            so.intra_op_num_threads = threads
+        self.path = str(path)
+        self.config = config
+        self.session = ort.InferenceSession(self.path, so, providers=["CPUExecutionProvider"])
+
+    def eval(self) -> "OnnxRuntimeModel":
+        return self
+
+    def __call__(self, audio: torch.Tensor) -> dict[str, torch.Tensor]:
+        got = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: audio.numpy().astype(np.float32, copy=False)})
+        return {k: torch.from_numpy(v) for k, v in zip(OUTPUT_NAMES, got)}

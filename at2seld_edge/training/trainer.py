@@ -117,7 +117,10 @@ def _set_backbone_frozen(model: AT2SELD, frozen: bool) -> None:
 
 def train(cfg: ModelConfig, data: Dataset, run_dir: str | Path, *, epochs: int | None = None,
           backbone_weights: str | Path | None = None, freeze_backbone_epochs: int | None = None,
-          max_minutes: float | None = None, skip_bad: bool = False, reporter: Reporter | None = None) -> TrainResult:
+          max_minutes: float | None = None, skip_bad: bool = False, reporter: Reporter | None = None,
+          initial_model: AT2SELD | None = None) -> TrainResult:
+    """`initial_model` starts a new run from given weights (a pruned model being fine-tuned); its
+    config must be `cfg`. A run folder with last.pt resumes regardless."""
     rep = reporter or Reporter()
     run_dir = Path(run_dir)
     classes = data.classes
@@ -144,7 +147,12 @@ def train(cfg: ModelConfig, data: Dataset, run_dir: str | Path, *, epochs: int |
         rep.message(f"resuming {run_dir} after epoch {state['epoch']}")
     else:
         torch.manual_seed(tc.seed)  # the same seed gives the same initial weights
-        model = build_model(cfg)
+        if initial_model is not None:
+            if initial_model.config.fingerprint() != cfg.fingerprint():
+                raise EdgeError("the initial model was built from another config than the one trained")
+            model = initial_model
+        else:
+            model = build_model(cfg)
         if backbone_weights is not None:
             from at2seld_edge.model.backbones.official_weights import load_official_checkpoint
 

@@ -44,9 +44,12 @@ def outputs_with(prob_active: float, prob_silent: float, n_frames=20):
 
 
 def test_calibration_finds_the_separating_threshold():
-    # active frames score 0.35, silent ones 0.3: only a threshold in between gives F = 1 for class 0
-    thresholds, f = calibrate_thresholds(outputs_with(0.35, 0.3))
-    assert 0.3 <= thresholds[0] < 0.35 and f[0] == pytest.approx(1.0)
+    # active frames score 0.42, silent ones 0.28: thresholds 0.3, 0.35 and 0.4 separate them
+    # (F = 1 for class 0); of those tied values the one nearest 0.5 is kept
+    thresholds, f = calibrate_thresholds(outputs_with(0.42, 0.28))
+    assert thresholds[0] == pytest.approx(0.4) and f[0] == pytest.approx(1.0)
+    thresholds, f = calibrate_thresholds(outputs_with(0.9, 0.58))
+    assert thresholds[0] == pytest.approx(0.6) and f[0] == pytest.approx(1.0)
 
 
 def test_oracle_activity_doa_error():

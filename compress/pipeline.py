@@ -1,0 +1,283 @@
+"""`edge compress`: checkpoint in, smaller and faster model out, with its accuracy loss measured.
+
+Stages, each from the previous one's artifact: prune the backbone (passive filter pruning) ->
+fine-tune with the training code -> fold BatchNorm and export the FP32 ONNX -> calibrate and
+quantize to Q/DQ INT8 with the mixed-precision fallback. Every variant is scored on the test
+split and timed in ONNX Runtime on CPU in the same run, so the report compares like with like.
+
+Work happens in `OUT.partial/`; a killed run resumes there (fine-tuning included) and `OUT`
+appears only when everything is written, so the output folder is never half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from at2seld_edge.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint, provenance, save_checkpoint
+from at2seld_edge.compress.fuse import fold_batchnorm
+from at2seld_edge.compress.prune import IMPORTANCE, PruneResult, passive_filter_prune, pruning_plan
+from at2seld_edge.compress.quantize import (
+    CALIBRATION_METHODS, MIN_CALIBRATION_CLIPS, calibrate, calibration_segments, mixed_precision, quantizable_nodes,
+    quantize_qdq, write_tensorrt_cache,
+)
+from at2seld_edge.data.dataset import read_audio
+from at2seld_edge.data.spec import Dataset
+from at2seld_edge.errors import EdgeError
+from at2seld_edge.evaluation.evaluate import predict_clips, score_outputs
+from at2seld_edge.io import atomic_write_text
+from at2seld_edge.model import AT2SELD
+from at2seld_edge.onnx_export import OnnxRuntimeModel, export_onnx
+from at2seld_edge.summary import summarize
+from at2seld_edge.timing import LatencyStats, time_runs
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class CompressOptions:
+    prune_ratio: float | None = None
+    target_macs: float | None = None  # MACs per second of audio, whole model
+    prune_method: str = "passive"
+    finetune_epochs: int = 0
+    int8: bool = False
+    calib_clips: int = 32
+    calib_method: str = "entropy"
+    tolerance: float = 0.01
+    calib_seconds: float = 4.0
+
+
+@dataclass
+class Variant:
+    name: str
+    onnx: str
+    params: int
+    backbone_macs_per_second: float
+    macs_per_second: float
+    size_bytes: int
+    metrics: dict[str, float]
+    latency: LatencyStats
+    notes: str = ""
+
+
+@dataclass
+class CompressReport:
+    manifest: dict
+    options: dict
+    variants: list[Variant] = field(default_factory=list)
+    sensitivity: list[dict] = field(default_factory=list)
+    float_modules: list[str] = field(default_factory=list)
+    pruned_channels: list[int] | None = None
+
+
+def parse_macs(text: str) -> float:
+    """`250M`, `1.5G`, `3e8` -> MACs."""
+    m = re.fullmatch(r"\s*([0-9.eE+-]+)\s*([kKmMgG]?)\s*", text)
+    if not m:
+        raise EdgeError(f"--target-macs {text!r}: expected a number with an optional k/M/G suffix")
+    try:
+        value = float(m.group(1))
+    except ValueError:
+        raise EdgeError(f"--target-macs {text!r}: not a number") from None
+    return value * {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}[m.group(2).lower()]
+
+
+def validate(ckpt: Checkpoint, data: Dataset, opts: CompressOptions, train_clips: int) -> None:
+    """Every user mistake before anything is written."""
+    if opts.prune_ratio is not None and opts.target_macs is not None:
+        raise EdgeError("give --prune-ratio or --target-macs, not both")
+    if opts.prune_ratio is not None and not 0.0 < opts.prune_ratio < 1.0:
+        raise EdgeError(f"--prune-ratio {opts.prune_ratio:g} is outside (0, 1)")
+    IMPORTANCE.get(opts.prune_method)
+    if opts.calib_method not in CALIBRATION_METHODS:
+        raise EdgeError(f"--calib-method {opts.calib_method!r}: expected one of {', '.join(CALIBRATION_METHODS)}")
+    if opts.finetune_epochs < 0:
+        raise EdgeError("--finetune-epochs must be 0 or more")
+    if opts.tolerance < 0:
+        raise EdgeError("--tolerance must be 0 or more")
+    if ckpt.classes != data.classes:
+        raise EdgeError(f"{ckpt.path}: trained on classes {ckpt.classes}, but the dataset has {data.classes}")
+    if opts.prune_ratio is not None or opts.target_macs is not None:
+        pruning_plan(model_from_checkpoint(ckpt))  # a backbone without a plan fails here
+    if opts.int8 and opts.calib_clips < MIN_CALIBRATION_CLIPS:
+        raise EdgeError(f"--calib-clips {opts.calib_clips} is too few for stable ranges (at least {MIN_CALIBRATION_CLIPS})")
+    if opts.int8 and opts.calib_clips > train_clips:
+        raise EdgeError(f"--calib-clips {opts.calib_clips}: the training split has only {train_clips} clips")
+
+
+def ratio_for_target(model: AT2SELD, target: float, method: str) -> float:
+    """The uniform prune ratio whose pruned model costs at most `target` MACs per second."""
+    floor = summarize(passive_filter_prune(model, 0.999, method).build()).total_macs_per_second
+    full = summarize(model).total_macs_per_second
+    if target < floor:
+        raise EdgeError(f"--target-macs {target:.4g} is below what the model costs with its backbone pruned to the "
+                        f"minimum ({floor:.4g} MACs/s: front-end, spatial branch and heads are not pruned)")
+    if target >= full:
+        raise EdgeError(f"--target-macs {target:.4g} is not below the unpruned model's {full:.4g} MACs/s")
+    lo, hi = 0.0, 0.999
+    for _ in range(12):
+        mid = (lo + hi) / 2
+        cost = summarize(passive_filter_prune(model, mid, method).build()).total_macs_per_second
+        lo, hi = (lo, mid) if cost <= target else (mid, hi)
+    return hi
+
+
+def _onnx_latency(path: Path, samples: int, runs: int = 20) -> LatencyStats:
+    model = OnnxRuntimeModel(path, None)
+    audio = torch.from_numpy((0.1 * np.random.default_rng(0).standard_normal((1, 4, samples))).astype(np.float32))
+    return LatencyStats.of(time_runs(lambda: model(audio), 3, runs))
+
+
+def _scorer(cfg, clips, thresholds: np.ndarray) -> Callable[[Path], dict[str, float]]:
+    def score(path: Path) -> dict[str, float]:
+        outputs = predict_clips(OnnxRuntimeModel(path, cfg), clips)
+        return score_outputs(outputs, thresholds).results()
+    return score
+
+
+def _export(model: AT2SELD, path: Path, manifest: dict) -> Path:
+    if not path.exists():
+        fused, folds = fold_batchnorm(model)
+        export_onnx(fused, path, seconds=1.0, dynamic_time=True, manifest_extra={**manifest, "batchnorm_folded": folds})
+    return path
+
+
+def compress(ckpt_path: Path, data: Dataset, out_dir: Path, opts: CompressOptions, say: Say = print,
+             train_reporter=None) -> CompressReport:
+    ckpt = load_checkpoint(ckpt_path)
+    train_clips = data.clips("train")
+    validate(ckpt, data, opts, len(train_clips))
+    test_clips, val_clips = data.clips("test"), data.clips("val")
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise EdgeError(f"{out_dir}: exists and is not empty; give a new --out")
+    original = model_from_checkpoint(ckpt).eval()
+    ratio = opts.prune_ratio
+    if opts.target_macs is not None:
+        ratio = ratio_for_target(original, opts.target_macs, opts.prune_method)
+    work = out_dir.with_name(out_dir.name + ".partial")
+    work.mkdir(parents=True, exist_ok=True)
+    cfg = original.config
+    thresholds = np.array(ckpt.thresholds)
+    samples_1s = cfg.audio.label_hop_samples * round(1.0 / cfg.audio.label_hop_s)
+    base_manifest = {"source_checkpoint": str(ckpt_path), "source_checkpoint_sha256": ckpt.sha256(),
+                     "classes": ckpt.classes}
+    report = CompressReport({**provenance(), "artifact": "compression_report", **base_manifest}, asdict(opts))
+
+    def add_variant(name: str, model: AT2SELD, onnx_path: Path, thr: np.ndarray, notes: str = "") -> None:
+        say(f"scoring {name} on the test split and timing it in ONNX Runtime")
+        s = summarize(model)
+        backbone = next(m.macs_per_second for m in s.modules if m.module == "backbone")
+        metrics = _scorer(model.config, test_clips, thr)(onnx_path)
+        report.variants.append(Variant(name, onnx_path.name, s.total_params, backbone, s.total_macs_per_second,
+                                       onnx_path.stat().st_size, metrics, _onnx_latency(onnx_path, samples_1s), notes))
+
+    add_variant("original FP32", original, _export(original, work / "original.fp32.onnx", base_manifest), thresholds)
+    final_model, final_thresholds = original, thresholds
+
+    if ratio is not None:
+        say(f"pruning {ratio:.0%} of each backbone conv's filters ({opts.prune_method})")
+        pruned: PruneResult = passive_filter_prune(original, ratio, opts.prune_method)
+        report.pruned_channels = list(pruned.config.backbone.channels)
+        pruned_model = pruned.build().eval()
+        prune_manifest = {**base_manifest, "pruned": {"method": opts.prune_method, "ratio": ratio,
+                                                      "channels": report.pruned_channels}}
+        save_checkpoint(work / "pruned.pt", pruned_model, ckpt.classes, ckpt.thresholds, prune_manifest)
+        add_variant("pruned", pruned_model, _export(pruned_model, work / "pruned.fp32.onnx", prune_manifest), thresholds,
+                    f"{ratio:.0%} of filters, no fine-tuning")
+        final_model = pruned_model
+        if opts.finetune_epochs > 0:
+            from at2seld_edge.training.trainer import train
+
+            say(f"fine-tuning the pruned model for {opts.finetune_epochs} epochs")
+            tc = pruned.config.training
+            ft_cfg = pruned.config.model_copy(update={"training": tc.model_copy(update={
+                "lr": tc.lr * 0.5, "restart_epochs": opts.finetune_epochs, "patience": opts.finetune_epochs})})
+            result = train(ft_cfg, data, work / "finetune", epochs=opts.finetune_epochs, reporter=train_reporter,
+                           initial_model=pruned.build())
+            ft = load_checkpoint(result.run_dir / "best.pt")
+            final_model = model_from_checkpoint(ft).eval()
+            final_thresholds = np.array(ft.thresholds)
+            save_checkpoint(work / "pruned_finetuned.pt", final_model, ft.classes, ft.thresholds,
+                            {**prune_manifest, "finetuned_epochs": result.best_epoch})
+            add_variant("pruned + fine-tuned", final_model,
+                        _export(final_model, work / "pruned_finetuned.fp32.onnx", prune_manifest), final_thresholds,
+                        f"best of {len(result.history)} epochs: {result.best_epoch}")
+
+    fp32_path = work / "model.fp32.onnx"
+    if not fp32_path.exists():
+        shutil.copyfile(_export(final_model, work / "final.fp32.onnx", base_manifest), fp32_path)
+
+    if opts.int8:
+        rng = np.random.default_rng(0)
+        chosen = sorted(rng.choice(len(train_clips), size=opts.calib_clips, replace=False))
+        samples = cfg.audio.label_hop_samples * round(opts.calib_seconds / cfg.audio.label_hop_s)
+        segments = calibration_segments([read_audio(train_clips[i]) for i in chosen], samples)
+        say(f"calibrating activation ranges ({opts.calib_method}) on {len(segments)} training clips")
+        ranges = calibrate(fp32_path, segments, opts.calib_method)
+        write_tensorrt_cache(ranges, work / "calibration.cache")
+        groups = quantizable_nodes(fp32_path)
+        all_nodes = [n for m, nodes in groups.items() if m != "frontend" for n in nodes]
+        quantize_qdq(fp32_path, work / "model.int8_all.onnx", ranges, all_nodes)
+        add_variant("INT8 (all but the DSP)", final_model, work / "model.int8_all.onnx", final_thresholds,
+                    "every Conv/MatMul/Gemm outside the front-end and STFT/mel")
+        val_score = _scorer(final_model.config, val_clips, final_thresholds)
+        mixed = mixed_precision(fp32_path, work / "model.int8.onnx", ranges, lambda p: val_score(p)["SELD"],
+                                opts.tolerance, work_dir=work, progress=say)
+        report.sensitivity = [asdict(r) for r in mixed.rows]
+        report.float_modules = mixed.float_modules
+        add_variant("INT8 mixed precision", final_model, work / "model.int8.onnx", final_thresholds,
+                    "FP32 modules: " + ", ".join(mixed.float_modules))
+
+    write_report(report, work)
+    if out_dir.exists():
+        out_dir.rmdir()
+    os.replace(work, out_dir)
+    return report
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+                     + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def write_report(report: CompressReport, work: Path) -> None:
+    base = report.variants[0]
+    rows = []
+    for v in report.variants:
+        m = v.metrics
+        rows.append([v.name, f"{v.params:,}", f"{v.backbone_macs_per_second / 1e6:,.1f}",
+                     f"{v.macs_per_second / 1e6:,.1f}", f"{v.size_bytes / 1e6:.2f}",
+                     f"{m['ER']:.3f}", f"{m['F']:.3f}", f"{m['LE']:.1f}", f"{m['LR']:.3f}", f"{m['SELD']:.4f}",
+                     f"{m['SELD'] - base.metrics['SELD']:+.4f}", f"{v.latency.median_ms:.2f}", f"{v.latency.p95_ms:.2f}",
+                     f"{base.latency.median_ms / v.latency.median_ms:.2f}x", v.notes])
+    parts = [
+        "# Compression report",
+        f"Source: `{report.manifest['source_checkpoint']}`. Metrics on the test split with each model's calibrated "
+        "thresholds, all run in ONNX Runtime (CPU); latency: one inference over 1 s of audio, median and p95 of 20 "
+        "warm runs, measured in this run.",
+        _md_table(["variant", "params", "backbone MMAC/s", "total MMAC/s", "ONNX MB", "ER", "F", "LE", "LR", "SELD",
+                   "dSELD", "median ms", "p95 ms", "speed-up", "notes"], rows),
+    ]
+    if report.pruned_channels is not None:
+        parts.append(f"Pruned backbone channels: {report.pruned_channels}")
+    if report.sensitivity:
+        parts += ["## INT8 sensitivity (one module quantized at a time, validation split)",
+                  _md_table(["module", "quantized nodes", "SELD", "dSELD vs FP32", "INT8 in the final model"],
+                            [[r["module"], str(r["nodes"]), f"{r['seld']:.4f}", f"{r['delta']:+.4f}",
+                              "yes" if r["quantized"] else "no (kept FP32)"] for r in report.sensitivity]),
+                  f"Kept in floating point: {', '.join(report.float_modules)} (the front-end always; the others "
+                  f"when their change exceeds the tolerance {report.options['tolerance']:g})."]
+    atomic_write_text(work / "compression_report.md", "\n\n".join(parts) + "\n")
+    atomic_write_text(work / "compression_report.json", json.dumps(asdict(report), indent=2, default=float))
+

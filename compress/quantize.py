@@ -1,0 +1,230 @@
+"""Post-training INT8 quantization to an explicit Q/DQ ONNX graph, with accuracy control.
+
+ONNX Runtime's quantization tooling does the work: its calibrators (minmax, entropy, percentile)
+collect activation ranges on clips of the training split, and its QDQ quantizer inserts
+QuantizeLinear/DequantizeLinear pairs: symmetric per-channel INT8 weights, symmetric per-tensor
+INT8 activations (zero point 0), on the inputs of Conv, MatMul and Gemm. That is the explicit
+quantization TensorRT 8.6+ builds from and ONNX Runtime runs on CPU.
+
+Ranges are collected once; every quantization below (one module at a time for the sensitivity
+analysis, then the mixed-precision model) reuses them. The DSP of the graph (the front-end and
+the backbone's own STFT and mel projection, whose DFT kernels would lose their precision) stays
+in floating point. The same ranges are written as a TensorRT calibration cache for users who
+build with implicit INT8 calibration.
+"""
+
+from __future__ import annotations
+
+import struct
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import onnx
+
+from at2seld_edge.errors import EdgeError
+from at2seld_edge.io import atomic_path, atomic_write_text
+from at2seld_edge.model import MODULE_NAMES
+from at2seld_edge.onnx_export import INPUT_NAME, module_of_node
+
+QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
+DSP_SCOPES = ("/frontend/", "/spectrogram_extractor/", "/logmel_extractor/")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+TRT_CALIBRATOR_NAMES = {"minmax": "MinMaxCalibration", "entropy": "EntropyCalibration2",
+                        "percentile": "EntropyCalibration2"}
+MIN_CALIBRATION_CLIPS = 4
+
+
+def _ort_method(method: str):
+    from onnxruntime.quantization import CalibrationMethod
+
+    if method not in CALIBRATION_METHODS:
+        raise EdgeError(f"--calib-method {method!r}: expected one of {', '.join(CALIBRATION_METHODS)}")
+    return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+            "percentile": CalibrationMethod.Percentile}[method]
+
+
+class AudioCalibrationReader:
+    """ONNX Runtime CalibrationDataReader over fixed-length segments of calibration audio."""
+
+    def __init__(self, segments: list[np.ndarray], progress: Callable[[], None] | None = None):
+        self._segments = segments
+        self._it: Iterator[np.ndarray] = iter(segments)
+        self._progress = progress
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        seg = next(self._it, None)
+        if seg is None:
+            return None
+        if self._progress:
+            self._progress()
+        return {INPUT_NAME: seg[None].astype(np.float32)}
+
+    def rewind(self) -> None:
+        self._it = iter(self._segments)
+
+    def __len__(self) -> int:
+        return len(self._segments)
+
+
+def calibration_segments(audios: list[np.ndarray], samples: int) -> list[np.ndarray]:
+    """The first `samples` of each clip (a whole number of label hops), zero-padded if short."""
+    if len(audios) < MIN_CALIBRATION_CLIPS:
+        raise EdgeError(f"{len(audios)} calibration clips are too few for stable ranges (at least {MIN_CALIBRATION_CLIPS})")
+    out = []
+    for a in audios:
+        seg = np.zeros((a.shape[0], samples), np.float32)
+        n = min(samples, a.shape[1])
+        seg[:, :n] = a[:, :n]
+        out.append(seg)
+    return out
+
+
+@dataclass
+class Ranges:
+    """Activation ranges per tensor name, as ONNX Runtime's calibrator computed them."""
+
+    method: str
+    tensors: object  # onnxruntime.quantization.TensorsData
+
+    def amax(self) -> dict[str, float]:
+        out = {}
+        for name, data in self.tensors.items():
+            lo, hi = (float(np.asarray(v).item()) for v in data.range_value)
+            out[name] = max(abs(lo), abs(hi))
+        return out
+
+
+def calibrate(fp32_onnx: Path, segments: list[np.ndarray], method: str, percentile: float = 99.999,
+              progress: Callable[[], None] | None = None) -> Ranges:
+    from onnxruntime.quantization.calibrate import create_calibrator
+
+    ort_method = _ort_method(method)
+    extra = {"symmetric": True}
+    if method == "percentile":
+        extra["percentile"] = percentile
+    with tempfile.TemporaryDirectory(prefix="edge-calib-") as tmp:
+        calibrator = create_calibrator(Path(fp32_onnx), list(QUANTIZED_OPS), Path(tmp, "augmented.onnx").as_posix(),
+                                       ort_method, extra_options=extra)
+        calibrator.collect_data(AudioCalibrationReader(segments, progress))
+        tensors = calibrator.compute_data()
+        del calibrator
+    return Ranges(method, tensors)
+
+
+def quantizable_nodes(fp32_onnx: Path) -> dict[str, list[str]]:
+    """Module -> names of its Conv/MatMul/Gemm nodes that may be quantized (not the DSP)."""
+    graph = onnx.load(str(fp32_onnx), load_external_data=False).graph
+    out: dict[str, list[str]] = {m: [] for m in MODULE_NAMES}
+    for node in graph.node:
+        module = module_of_node(node.name)
+        if node.op_type in QUANTIZED_OPS and module is not None and not any(s in node.name for s in DSP_SCOPES):
+            out[module].append(node.name)
+    return out
+
+
+def quantize_qdq(fp32_onnx: Path, out: Path, ranges: Ranges, nodes: list[str]) -> Path:
+    """Explicit Q/DQ INT8 on `nodes` (everything else stays FP32); written atomically."""
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
+    from onnxruntime.quantization.quant_utils import load_model_with_shape_infer
+
+    if not nodes:
+        raise EdgeError("nothing to quantize: every module was kept in floating point")
+    model = load_model_with_shape_infer(Path(fp32_onnx))
+    quantizer = QDQQuantizer(model, True, False, QuantType.QInt8, QuantType.QInt8, ranges.tensors, list(nodes), [],
+                             list(QUANTIZED_OPS), {"ActivationSymmetric": True, "WeightSymmetric": True,
+                                                   "QuantizeBias": False,  # TensorRT keeps biases in float
+                                                   "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1}})
+    quantizer.quantize_model()
+    with atomic_path(out) as tmp:
+        quantizer.model.save_model_to_file(str(tmp))
+        onnx.checker.check_model(str(tmp))
+    return out
+
+
+def write_tensorrt_cache(ranges: Ranges, path: Path, trt_version_tag: str = "8601") -> Path:
+    """TensorRT's calibration cache: a `TRT-<version>-<calibrator>` header, then one
+    `tensor: <scale as big-endian IEEE-754 hex>` line per tensor, scale = amax / 127."""
+    lines = [f"TRT-{trt_version_tag}-{TRT_CALIBRATOR_NAMES[ranges.method]}"]
+    for name, amax in sorted(ranges.amax().items()):
+        scale = max(amax, 1e-12) / 127.0
+        lines.append(f"{name}: {struct.pack('>f', scale).hex()}")
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
+def read_tensorrt_cache(path: Path) -> tuple[str, dict[str, float]]:
+    """(header, tensor -> scale): what TensorRT reads back."""
+    lines = Path(path).read_text().splitlines()
+    scales = {}
+    for i, line in enumerate(lines[1:], start=2):
+        name, sep, hexval = line.rpartition(": ")
+        if not sep or len(hexval) != 8:
+            raise EdgeError(f"{path}:{i}: not a `tensor: hex` line: {line!r}")
+        scales[name] = struct.unpack(">f", bytes.fromhex(hexval))[0]
+    return lines[0], scales
+
+
+# ----------------------------------------------------------------------------- sensitivity
+
+
+@dataclass
+class SensitivityRow:
+    module: str
+    nodes: int
+    seld: float
+    delta: float
+    quantized: bool  # in the final mixed-precision model
+
+
+@dataclass
+class MixedPrecisionResult:
+    path: Path
+    fp32_seld: float
+    seld: float
+    rows: list[SensitivityRow] = field(default_factory=list)
+    float_modules: list[str] = field(default_factory=list)
+
+
+def mixed_precision(fp32_onnx: Path, out: Path, ranges: Ranges, score: Callable[[Path], float], tolerance: float,
+                    keep_float: tuple[str, ...] = ("frontend",), work_dir: Path | None = None,
+                    progress: Callable[[str], None] | None = None) -> MixedPrecisionResult:
+    """Quantize one module at a time and measure the SELD-score change (`score` evaluates an ONNX
+    file on the validation split); modules whose change exceeds `tolerance` stay FP32. If the
+    combined model still exceeds it, the most sensitive quantized module goes back to FP32 until
+    it does not."""
+    say = progress or (lambda _m: None)
+    groups = quantizable_nodes(fp32_onnx)
+    fp32 = score(fp32_onnx)
+    rows: list[SensitivityRow] = []
+    with tempfile.TemporaryDirectory(prefix="edge-sens-", dir=work_dir) as tmp:
+        for module in MODULE_NAMES:
+            if module in keep_float or not groups[module]:
+                continue
+            say(f"sensitivity: {module} in INT8")
+            path = quantize_qdq(fp32_onnx, Path(tmp) / f"{module}.onnx", ranges, groups[module])
+            s = score(path)
+            rows.append(SensitivityRow(module, len(groups[module]), s, s - fp32, s - fp32 <= tolerance))
+    chosen = [r for r in rows if r.quantized]
+    while True:
+        nodes = [n for r in chosen for n in groups[r.module]]
+        if not nodes:
+            raise EdgeError(f"no module can be quantized within --tolerance {tolerance:g} of the FP32 SELD score "
+                            f"({fp32:.4f}); see the sensitivity: "
+                            + ", ".join(f"{r.module} {r.delta:+.4f}" for r in rows))
+        say("mixed precision: " + ", ".join(r.module for r in chosen) + " in INT8")
+        quantize_qdq(fp32_onnx, out, ranges, nodes)
+        final = score(out)
+        if final - fp32 <= tolerance or len(chosen) == 1:
+            break
+        worst = max(chosen, key=lambda r: r.delta)
+        worst.quantized = False
+        chosen.remove(worst)
+    if final - fp32 > tolerance:
+        raise EdgeError(f"INT8 SELD score {final:.4f} is {final - fp32:+.4f} from FP32 ({fp32:.4f}), over --tolerance "
+                        f"{tolerance:g}, even with only {chosen[0].module} quantized")
+    float_modules = [m for m in MODULE_NAMES if m not in {r.module for r in chosen}]
+    return MixedPrecisionResult(out, fp32, final, rows, float_modules)

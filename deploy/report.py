@@ -1,0 +1,167 @@
+"""Check a profile against a budget and write report.md, report.json and report.png."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from at2seld_edge.deploy.budgets import Budget, Limits
+from at2seld_edge.deploy.profiler import ModuleProfile, Profile
+from at2seld_edge.errors import EdgeError, ErrorKind
+from at2seld_edge.io import atomic_path, atomic_write_text
+
+MB = 1e6
+
+
+@dataclass
+class Check:
+    scope: str  # a module name or "total"
+    metric: str  # latency_ms, peak_memory_mb, gmacs_per_second, params_m
+    value: float
+    limit: float
+
+    @property
+    def passed(self) -> bool:
+        return self.value <= self.limit
+
+    @property
+    def overrun(self) -> float:
+        """Fraction over the limit (0 when within)."""
+        return max(0.0, self.value / self.limit - 1.0)
+
+    def describe(self) -> str:
+        return f"{self.scope} {self.metric} {self.value:.3g} > {self.limit:.3g} (+{self.overrun:.0%})"
+
+
+def _values(profile: Profile, m: ModuleProfile) -> dict[str, float | None]:
+    mem = m.memory_bytes
+    return {
+        "latency_ms": profile.checked_latency_ms(m),
+        "peak_memory_mb": None if mem is None else mem / MB,
+        "gmacs_per_second": m.macs_per_second / 1e9,
+        "params_m": m.params / 1e6,
+    }
+
+
+def check_budget(profile: Profile, budget: Budget) -> list[Check]:
+    checks: list[Check] = []
+    for m in profile.modules:
+        limits = budget.module_limits(m.module)
+        wanted = {"latency_ms": budget.module_latency_limit_ms(m.module), "peak_memory_mb": limits.peak_memory_mb,
+                  "gmacs_per_second": limits.gmacs_per_second, "params_m": limits.params_m}
+        checks += _checks(m.module, _values(profile, m), wanted)
+    checks += _checks("total", _values(profile, profile.total), _limits_dict(budget.total))
+    return checks
+
+
+def _limits_dict(lim: Limits) -> dict[str, float | None]:
+    return {"latency_ms": lim.latency_ms, "peak_memory_mb": lim.peak_memory_mb,
+            "gmacs_per_second": lim.gmacs_per_second, "params_m": lim.params_m}
+
+
+def _checks(scope: str, values: dict[str, float | None], limits: dict[str, float | None]) -> list[Check]:
+    return [Check(scope, k, values[k], lim) for k, lim in limits.items() if lim is not None and values.get(k) is not None]
+
+
+def violation_error(checks: list[Check], budget: Budget) -> EdgeError | None:
+    over = [c for c in checks if not c.passed]
+    if not over:
+        return None
+    return EdgeError(f"over budget {budget.name}: " + "; ".join(c.describe() for c in over), ErrorKind.BUDGET)
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _fmt(x: float | None, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def module_rows(profile: Profile) -> list[list[str]]:
+    rows = []
+    for m in [*profile.modules, profile.total]:
+        lat = m.latency
+        rows.append([
+            m.module, f"{m.params:,}", f"{m.macs_per_second / 1e6:,.1f}", f"{m.weight_bytes / MB:.2f}",
+            _fmt(None if m.peak_activation_bytes is None else m.peak_activation_bytes / MB, ".2f"),
+            _fmt(lat.median_ms if lat else None, ".2f"), _fmt(lat.p95_ms if lat else None, ".2f"),
+            _fmt(m.roofline_ms, ".3f") + (f" ({m.roofline_bound})" if m.roofline_bound else ""),
+        ])
+    return rows
+
+
+MODULE_HEADER = ["module", "params", "MMACs/s", "weights MB", "peak act. MB", "median ms", "p95 ms", "roofline ms"]
+CHECK_HEADER = ["scope", "limit", "value", "budget", "result"]
+
+
+def check_rows(checks: list[Check]) -> list[list[str]]:
+    return [[c.scope, c.metric, f"{c.value:.3g}", f"{c.limit:.3g}", "PASS" if c.passed else f"FAIL (+{c.overrun:.0%})"]
+            for c in checks]
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_report(profile: Profile, budget: Budget, checks: list[Check], out_dir: Path, manifest: dict) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    passed = all(c.passed for c in checks)
+    e2e = profile.total.latency
+    residue = "" if profile.residue_ms is None or e2e is None else (
+        f"Residue (time outside the named modules; median over runs of end-to-end minus their sum): {profile.residue_ms:.2f} ms "
+        f"({profile.residue_ms / e2e.median_ms:+.1%} of {e2e.median_ms:.2f} ms).")
+    md = "\n\n".join([
+        f"# Profile: {profile.config_name or profile.source} on {profile.target} against {budget.name}",
+        f"Precision {profile.precision}; backend {profile.backend}; one inference over {profile.window_s:g} s of audio "
+        f"(re-run every {budget.hop_s:g} s hop); power mode {profile.power_mode or 'maximum clocks'}. "
+        f"Latency checked: **{profile.latency_checked}**. Budget: **{'PASS' if passed else 'FAIL'}**.",
+        _md_table(MODULE_HEADER, module_rows(profile)),
+        residue,
+        "## Budget " + budget.name,
+        _md_table(CHECK_HEADER, check_rows(checks)),
+        "## Notes",
+        "\n".join(f"- {n}" for n in profile.notes),
+        "![module cost against budget](report.png)",
+    ]) + "\n"
+    data = {"manifest": manifest, "profile": profile.to_dict(), "budget": budget.model_dump(mode="json"),
+            "checks": [asdict(c) | {"passed": c.passed, "overrun": c.overrun} for c in checks], "passed": passed}
+    paths = [out_dir / "report.md", out_dir / "report.json", out_dir / "report.png"]
+    atomic_write_text(paths[0], md)
+    atomic_write_text(paths[1], json.dumps(data, indent=2, default=float))
+    _plot(profile, budget, paths[2])
+    return paths
+
+
+def _plot(profile: Profile, budget: Budget, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [m.module for m in profile.modules]
+    lat = [profile.checked_latency_ms(m) or 0.0 for m in profile.modules]
+    lat_lim = [budget.module_latency_limit_ms(n) for n in names]
+    mem = [(m.memory_bytes or 0) / MB for m in profile.modules]
+    mem_lim = [budget.module_limits(n).peak_memory_mb for n in names]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(names) + 1.8))
+    for ax, values, limits, title in (
+        (axes[0], lat, lat_lim, f"latency per {profile.window_s:g} s window, ms ({profile.latency_checked})"),
+        (axes[1], mem, mem_lim, f"weights + peak activations, MB ({profile.precision})"),
+    ):
+        colors = ["tab:red" if lim is not None and v > lim else "tab:blue" for v, lim in zip(values, limits)]
+        ax.barh(names, values, color=colors)
+        for i, lim in enumerate(limits):
+            if lim is not None:
+                ax.plot([lim, lim], [i - 0.4, i + 0.4], color="black", linewidth=2)
+        ax.set_title(title, fontsize=10)
+        ax.invert_yaxis()
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(f"{profile.config_name or profile.source} on {profile.target} vs {budget.name} "
+                 "(black: module limit, red: over)", fontsize=11)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)

@@ -1,0 +1,82 @@
+"""`edge compress` end to end on a tiny dataset, and its bad-input errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from at2seld_edge.checkpoint import save_checkpoint
+from at2seld_edge.compress.quantize import read_tensorrt_cache
+from at2seld_edge.config import config_from_dict
+from at2seld_edge.model import build_model
+from at2seld_edge.onnx_export import read_manifest
+from tests.conftest import preset_dict
+from tests.test_cli import assert_user_error, edge
+
+CLASSES = ["tone", "clicks", "bell"]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compress")
+    r = edge("data", "synth", "--out", str(root / "data"), "--clips", "6", "--seed", "3", "--seconds", "2",
+             "--classes", ",".join(CLASSES))
+    assert r.returncode == 0, r.stderr
+    d = preset_dict()
+    d["num_classes"] = 3
+    d["training"] = {"epochs": 1, "batch_size": 2, "segment_seconds": 1.0}
+    torch.manual_seed(0)
+    model = build_model(config_from_dict(d))
+    save_checkpoint(root / "model.pt", model, CLASSES, [0.5, 0.5, 0.5])
+    return root
+
+
+def test_compress_writes_every_artifact_and_the_report(setup, tmp_path):
+    out = tmp_path / "out"
+    r = edge("compress", "--checkpoint", str(setup / "model.pt"), "--data", str(setup / "data" / "dataset.yaml"),
+             "--out", str(out), "--prune-ratio", "0.5", "--finetune-epochs", "1", "--int8", "--calib-clips", "4",
+             "--calib-method", "minmax", "--tolerance", "1.0")
+    assert r.returncode == 0, r.stderr
+    names = {p.name for p in out.iterdir()}
+    assert {"pruned.pt", "pruned_finetuned.pt", "model.fp32.onnx", "model.int8.onnx", "calibration.cache",
+            "compression_report.md", "compression_report.json"} <= names
+    assert not (tmp_path / "out.partial").exists()
+    report = json.loads((out / "compression_report.json").read_text())
+    variants = [v["name"] for v in report["variants"]]
+    assert variants == ["original FP32", "pruned", "pruned + fine-tuned", "INT8 (all but the DSP)", "INT8 mixed precision"]
+    original, pruned = report["variants"][0], report["variants"][1]
+    assert pruned["backbone_macs_per_second"] <= 0.6 * original["backbone_macs_per_second"]
+    assert all({"ER", "F", "LE", "LR", "SELD"} <= set(v["metrics"]) for v in report["variants"])
+    assert all(v["latency"]["median_ms"] > 0 for v in report["variants"])
+    assert read_manifest(out / "model.fp32.onnx")["batchnorm_folded"] > 0
+    header, scales = read_tensorrt_cache(out / "calibration.cache")
+    assert header.startswith("TRT-") and scales
+    assert "INT8 sensitivity" in (out / "compression_report.md").read_text()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--prune-ratio", "1.5"], "outside (0, 1)"),
+    (["--prune-ratio", "0"], "outside (0, 1)"),
+    (["--int8", "--calib-clips", "2"], "too few"),
+    (["--target-macs", "1M"], "below what the model costs"),
+    (["--calib-method", "median", "--int8"], "--calib-method 'median'"),
+])
+def test_bad_options_are_exit_1_and_write_nothing(setup, tmp_path, args, fragment):
+    out = tmp_path / "out"
+    r = edge("compress", "--checkpoint", str(setup / "model.pt"), "--data", str(setup / "data" / "dataset.yaml"),
+             "--out", str(out), *args)
+    assert_user_error(r, 1, fragment)
+    assert not out.exists() and not (tmp_path / "out.partial").exists()
+
+
+def test_checkpoint_of_an_unknown_preset_is_exit_1(setup, tmp_path):
+    blob = torch.load(setup / "model.pt", weights_only=True)
+    blob["config"]["backbone"]["name"] = "resnet38"
+    blob["config"]["name"] = "at2seld-resnet38"
+    torch.save(blob, tmp_path / "odd.pt")
+    r = edge("compress", "--checkpoint", str(tmp_path / "odd.pt"), "--data", str(setup / "data" / "dataset.yaml"),
+             "--out", str(tmp_path / "out"), "--prune-ratio", "0.5")
+    assert_user_error(r, 1, "odd.pt", "unknown backbone 'resnet38'")
+    assert not (tmp_path / "out").exists()

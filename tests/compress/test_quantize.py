@@ -1,0 +1,125 @@
+"""INT8: the Q/DQ model runs in ONNX Runtime close to FP32, the TensorRT cache lists every
+quantized activation, the mixed-precision fallback keeps sensitive modules in FP32."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import numpy_helper
+
+from at2seld_edge.compress.fuse import fold_batchnorm
+from at2seld_edge.compress.quantize import (
+    DSP_SCOPES, Ranges, calibrate, calibration_segments, mixed_precision, quantizable_nodes, quantize_qdq,
+    read_tensorrt_cache, write_tensorrt_cache,
+)
+from at2seld_edge.errors import EdgeError
+from at2seld_edge.model import build_model
+from at2seld_edge.onnx_export import OnnxRuntimeModel, export_onnx, module_of_node
+from tests.conftest import variant
+
+
+def foa_like(n: int, samples: int, seed: int) -> list[np.ndarray]:
+    """A plane wave of filtered noise from a random direction, plus a little diffuse noise."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        s = np.convolve(rng.standard_normal(samples), np.ones(8) / 8, mode="same")
+        az, el = rng.uniform(-np.pi, np.pi), rng.uniform(-0.5, 0.5)
+        gains = np.array([1.0, np.sin(az) * np.cos(el), np.sin(el), np.cos(az) * np.cos(el)])
+        out.append((0.2 * gains[:, None] * s + 0.01 * rng.standard_normal((4, samples))).astype(np.float32))
+    return out
+
+
+@pytest.fixture(scope="module")
+def fp32(tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_model(variant()).eval()
+    fused, _ = fold_batchnorm(model)
+    path = tmp_path_factory.mktemp("q") / "model.fp32.onnx"
+    export_onnx(fused, path, seconds=1.0, dynamic_time=True)
+    return model, path
+
+
+@pytest.fixture(scope="module")
+def ranges(fp32):
+    return calibrate(fp32[1], calibration_segments(foa_like(6, 24000, 0), 24000), "minmax")
+
+
+def test_qdq_model_runs_and_stays_close_to_fp32(fp32, ranges, tmp_path):
+    model, path = fp32
+    groups = quantizable_nodes(path)
+    nodes = [n for m, ns in groups.items() if m != "frontend" for n in ns]
+    q = quantize_qdq(path, tmp_path / "int8.onnx", ranges, nodes)
+    audio = torch.from_numpy(foa_like(1, 48000, seed=7)[0][None])
+    ref, got = OnnxRuntimeModel(path, model.config)(audio), OnnxRuntimeModel(q, model.config)(audio)
+    for k in ("sed_logits", "doa"):
+        err = (got[k] - ref[k]).abs().max().item()
+        assert err < 0.1 * ref[k].abs().max().item() + 1e-3, (k, err)
+    corr = np.corrcoef(ref["sed_logits"].flatten(), got["sed_logits"].flatten())[0, 1]
+    assert corr > 0.99
+
+
+def test_qdq_is_symmetric_per_channel_and_spares_the_dsp(fp32, ranges, tmp_path):
+    _, path = fp32
+    nodes = [n for ns in quantizable_nodes(path).values() for n in ns]
+    assert not any(s in n for n in nodes for s in DSP_SCOPES)
+    q = onnx.load(str(quantize_qdq(path, tmp_path / "int8.onnx", ranges, nodes)))
+    inits = {i.name: numpy_helper.to_array(i) for i in q.graph.initializer}
+    dq = [n for n in q.graph.node if n.op_type == "DequantizeLinear"]
+    qn = [n for n in q.graph.node if n.op_type == "QuantizeLinear"]
+    assert dq and qn
+    for n in dq + qn:  # symmetric: zero points are 0, INT8
+        zp = inits.get(n.input[2]) if len(n.input) > 2 else None
+        assert zp is not None and zp.dtype == np.int8 and not zp.any()
+    conv_weights = [n for n in dq if n.input[0] in inits and inits[n.input[0]].ndim >= 3]
+    assert conv_weights and all(inits[n.input[1]].size > 1 for n in conv_weights)  # per-channel scales
+    for node in q.graph.node:
+        if node.op_type == "Conv" and "/frontend/" in node.name:
+            assert all(not i.endswith("_DequantizeLinear_Output") for i in node.input)
+
+
+def test_calibration_cache_lists_every_quantized_activation(fp32, ranges, tmp_path):
+    _, path = fp32
+    nodes = [n for m, ns in quantizable_nodes(path).items() if m != "frontend" for n in ns]
+    q = onnx.load(str(quantize_qdq(path, tmp_path / "int8.onnx", ranges, nodes)))
+    inits = {i.name for i in q.graph.initializer}
+    activations = {n.input[0] for n in q.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in inits}
+    cache = write_tensorrt_cache(ranges, tmp_path / "calibration.cache")
+    header, scales = read_tensorrt_cache(cache)
+    assert header == "TRT-8601-MinMaxCalibration"
+    assert activations and activations <= set(scales)
+    amax = ranges.amax()
+    for name in activations:
+        assert scales[name] == pytest.approx(amax[name] / 127, rel=1e-6)
+
+
+def test_too_few_calibration_clips_is_an_error():
+    with pytest.raises(EdgeError, match="too few"):
+        calibration_segments(foa_like(2, 2400, 0), 2400)
+
+
+def test_entropy_and_percentile_calibration_run(fp32):
+    segs = calibration_segments(foa_like(4, 24000, 1), 24000)
+    for method in ("entropy", "percentile"):
+        r = calibrate(fp32[1], segs, method)
+        assert isinstance(r, Ranges) and r.amax() and all(np.isfinite(v) for v in r.amax().values())
+
+
+def test_mixed_precision_keeps_a_sensitive_module_in_fp32(fp32, ranges, tmp_path):
+    _, path = fp32
+
+    def fake_seld(p):
+        # pretend the heads cannot take INT8: any of their nodes reading a dequantized tensor costs 0.05
+        g = onnx.load(str(p)).graph
+        dequantized = {o for n in g.node if n.op_type == "DequantizeLinear" for o in n.output}
+        hurt = any(module_of_node(n.name) == "heads" and dequantized & set(n.input) for n in g.node)
+        return 0.30 + (0.05 if hurt else 0.0)
+
+    result = mixed_precision(path, tmp_path / "mixed.onnx", ranges, fake_seld, tolerance=0.01)
+    rows = {r.module: r for r in result.rows}
+    assert rows["heads"].delta == pytest.approx(0.05) and not rows["heads"].quantized
+    assert rows["backbone"].quantized and rows["backbone"].delta == pytest.approx(0.0)
+    assert "heads" in result.float_modules and "frontend" in result.float_modules
+    assert result.seld == pytest.approx(0.30)

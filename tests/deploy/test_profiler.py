@@ -1,0 +1,154 @@
+"""The profiler: per-module latency that adds up, ONNX node attribution, roofline, budget checks."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+import torch
+from onnx import helper
+
+from at2seld_edge.deploy.budgets import load_budget
+from at2seld_edge.deploy.devices import load_device
+from at2seld_edge.deploy.engine import tensorrt_available
+from at2seld_edge.deploy.profiler import (
+    WHOLE_MODEL, attribute_nodes, onnx_graph_costs, profile, roofline,
+)
+from at2seld_edge.deploy.report import check_budget, violation_error, write_report
+from at2seld_edge.errors import ErrorKind
+from at2seld_edge.model import MODULE_NAMES, build_model
+from at2seld_edge.onnx_export import export_onnx, module_of_node
+from tests.conftest import variant
+
+TIGHT = {"name": "tight", "description": "deliberately too small", "total": {"latency_ms": 1e-4, "peak_memory_mb": 0.5},
+         "modules": {"default": {"latency_share": 0.9}, "backbone": {"gmacs_per_second": 0.001}}}
+
+
+@pytest.fixture(scope="module")
+def nano():
+    torch.manual_seed(0)
+    return build_model(variant())
+
+
+@pytest.fixture(scope="module")
+def nano_onnx(nano, tmp_path_factory):
+    path = tmp_path_factory.mktemp("onnx") / "nano.onnx"
+    export_onnx(nano, path, seconds=1.0)
+    return path
+
+
+def test_module_of_node_reads_the_export_scopes():
+    assert module_of_node("/model/backbone/conv_block1/conv1/Conv") == "backbone"
+    assert module_of_node("/track_transformer/layers.0/time_attn/MatMul") == "track_transformer"
+    assert module_of_node("/Transpose") is None
+    assert module_of_node("ReorderOutput_token_12") is None
+
+
+def test_unscoped_optimizer_nodes_take_their_neighbours_module():
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="/model/frontend/Relu"),
+             helper.make_node("Identity", ["a"], ["b"], name="ReorderInput"),
+             helper.make_node("Identity", ["b"], ["c"], name="ReorderInput_token_2"),
+             helper.make_node("Relu", ["c"], ["d"], name="/model/backbone/Relu"),
+             helper.make_node("Identity", ["y"], ["e"], name="orphan_feeds_backbone"),
+             helper.make_node("Add", ["e", "d"], ["f"], name="/model/backbone/Add")]
+    owner = attribute_nodes(helper.make_graph(nodes, "g", [], []))
+    assert owner == {"/model/frontend/Relu": "frontend", "ReorderInput": "frontend", "ReorderInput_token_2": "frontend",
+                     "/model/backbone/Relu": "backbone", "orphan_feeds_backbone": "backbone",
+                     "/model/backbone/Add": "backbone"}
+
+
+def test_roofline_is_the_slower_of_compute_and_memory():
+    d = load_device("jetson-orin-nano-8gb")  # 10 TFLOPS FP16 dense, 68 GB/s
+    ms, bound = roofline(5e9, 1e6, d, "fp16", None)  # 1e10 ops: 1 ms; 1 MB: 0.015 ms
+    assert bound == "compute" and ms == pytest.approx(1.0)
+    ms, bound = roofline(1e3, 68e6, d, "fp16", None)
+    assert bound == "memory" and ms == pytest.approx(1.0)
+    assert roofline(5e9, 1e6, d, "int8", None)[0] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_module_times_add_up_to_the_end_to_end_time(nano, nano_onnx, backend):
+    p = profile(nano, nano_onnx, load_device("x86-cpu"), "fp32", backend, 1.0, warmup=2, runs=12)
+    assert [m.module for m in p.modules] == list(MODULE_NAMES)
+    assert all(m.latency is not None and m.latency.median_ms > 0 for m in p.modules)
+    assert p.latency_checked == "measured"  # a CPU backend on the CPU target
+    e2e = p.total.latency.median_ms
+    assert abs(p.residue_ms) <= 0.15 * e2e, (p.residue_ms, e2e)
+    assert p.total.macs_per_second == pytest.approx(sum(m.macs_per_second for m in p.modules))
+
+
+def test_onnxruntime_attribution_on_the_default_preset(nano, nano_onnx):
+    p = profile(nano, nano_onnx, load_device("jetson-orin"), "fp16", "onnxruntime", 1.0, warmup=1, runs=4)
+    times = {m.module: m.latency.median_ms for m in p.modules}
+    assert all(t > 0 for t in times.values()), times
+    assert times["frontend"] > times["heads"] and times["backbone"] > times["cross_stitch"]
+    assert not any("without a module scope" in n for n in p.notes)
+    assert p.latency_checked == "roofline" and any("roofline" in n for n in p.notes)
+
+
+def test_precision_scales_weight_bytes(nano):
+    d = load_device("jetson-orin")
+    p32 = profile(nano, None, d, "fp32", "torch", 1.0, warmup=0, runs=2)
+    p8 = profile(nano, None, d, "int8", "torch", 1.0, warmup=0, runs=2)
+    assert p8.module("backbone").weight_bytes * 4 == p32.module("backbone").weight_bytes
+    assert p8.module("frontend").weight_bytes * 2 == p32.module("frontend").weight_bytes  # kept in FP16
+    assert p8.module("backbone").roofline_ms < p32.module("backbone").roofline_ms
+
+
+class _Tiny(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv1d(4, 8, kernel_size=5, stride=4)
+        self.fc = torch.nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).mean(-1))
+
+
+def test_onnx_without_module_scopes_is_profiled_as_one_module(tmp_path):
+    path = tmp_path / "foreign.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_Tiny().eval(), (torch.randn(1, 4, 2400),), str(path), dynamo=False,
+                          input_names=["audio"], dynamic_axes={"audio": {2: "samples"}})
+    costs = onnx_graph_costs(path, 2400)
+    frames = (2400 - 5) // 4 + 1
+    assert costs["macs"] == 8 * frames * 4 * 5 + 8 * 3  # conv + linear, by hand
+    assert costs["params"] == 4 * 8 * 5 + 8 + 8 * 3 + 3
+    p = profile(None, path, load_device("x86-cpu"), "fp32", "onnxruntime", 0.1, warmup=1, runs=3, onnx_costs=costs)
+    assert [m.module for m in p.modules] == [WHOLE_MODEL]
+    assert any("no node carries a module scope" in n and "one module" in n for n in p.notes)
+
+
+def test_tight_budget_fails_and_names_the_module(nano, tmp_path, write_yaml):
+    budget = load_budget(write_yaml(TIGHT, "tight.yaml"))
+    p = profile(nano, None, load_device("jetson-orin"), "fp16", "torch", 1.0, warmup=0, runs=2)
+    checks = check_budget(p, budget)
+    failed = {(c.scope, c.metric) for c in checks if not c.passed}
+    assert ("backbone", "gmacs_per_second") in failed and ("total", "latency_ms") in failed
+    assert ("total", "peak_memory_mb") in failed
+    err = violation_error(checks, budget)
+    assert err.kind is ErrorKind.BUDGET and err.exit_code == 3
+    assert "backbone gmacs_per_second" in str(err) and "%" in str(err)
+    paths = write_report(p, budget, checks, tmp_path / "report", {"artifact": "profile_report"})
+    assert [x.name for x in paths] == ["report.md", "report.json", "report.png"]
+    data = json.loads(paths[1].read_text())
+    assert data["passed"] is False and data["manifest"]["artifact"] == "profile_report"
+    assert "FAIL" in paths[0].read_text() and paths[2].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_generous_budget_passes(nano):
+    p = profile(nano, None, load_device("jetson-orin"), "fp16", "torch", 1.0, warmup=0, runs=2)
+    checks = check_budget(p, load_budget("realtime-100ms"))
+    assert checks and all(c.passed for c in checks)
+    assert violation_error(checks, load_budget("realtime-100ms")) is None
+
+
+@pytest.mark.skipif(not tensorrt_available(), reason="TensorRT is not installed on this machine (Jetson / GPU only)")
+def test_tensorrt_layer_profiler_attributes_layers(nano, nano_onnx, tmp_path):
+    p = profile(nano, nano_onnx, load_device("cuda-gpu"), "fp16", "tensorrt", 1.0, warmup=2, runs=5, work_dir=tmp_path)
+    assert p.latency_checked == "measured"
+    assert sum(m.latency.median_ms for m in p.modules) > 0
+    assert abs(p.residue_ms) <= 0.15 * p.total.latency.median_ms
+
