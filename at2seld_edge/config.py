@@ -269,13 +269,18 @@ DEFAULT_PRESET = "at2seld-nano"
 def load_config(name_or_path: str | Path) -> ModelConfig:
     """A preset name (see `preset_names()`) or a YAML file path."""
     text, source = _read_config_source(str(name_or_path))
+    return config_from_dict(yaml_mapping(text, source, "config"), source)
+
+
+def yaml_mapping(text: str, source: str, kind: str) -> dict[str, Any]:
+    """Parse a YAML document that must be a mapping; errors name `source`."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise EdgeError(f"{source}: not valid YAML: {e}".replace("\n", " ")) from None
     if not isinstance(data, dict):
-        raise EdgeError(f"{source}: expected a mapping of config keys at the top level")
-    return config_from_dict(data, source)
+        raise EdgeError(f"{source}: expected a mapping of {kind} keys at the top level")
+    return data
 
 
 def config_from_dict(data: dict[str, Any], source: str = "<config>") -> ModelConfig:

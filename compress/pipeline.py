@@ -163,7 +163,14 @@ def compress(ckpt_path: Path, data: Dataset, out_dir: Path, opts: CompressOption
     if opts.target_macs is not None:
         ratio = ratio_for_target(original, opts.target_macs, opts.prune_method)
     work = out_dir.with_name(out_dir.name + ".partial")
+    stamp = json.dumps({"checkpoint_sha256": ckpt.sha256(), "options": asdict(opts)}, sort_keys=True)
+    if work.exists() and (not (work / "options.json").is_file() or (work / "options.json").read_text() != stamp):
+        raise EdgeError(f"{work}: holds an unfinished run of another checkpoint or other options; "
+                        "remove it or give another --out")
+    if work.exists():
+        say(f"resuming the unfinished run in {work}")
     work.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(work / "options.json", stamp)
     cfg = original.config
     thresholds = np.array(ckpt.thresholds)
     samples_1s = cfg.audio.label_hop_samples * round(1.0 / cfg.audio.label_hop_s)
@@ -276,7 +283,8 @@ def write_report(report: CompressReport, work: Path) -> None:
                   _md_table(["module", "quantized nodes", "SELD", "dSELD vs FP32", "INT8 in the final model"],
                             [[r["module"], str(r["nodes"]), f"{r['seld']:.4f}", f"{r['delta']:+.4f}",
                               "yes" if r["quantized"] else "no (kept FP32)"] for r in report.sensitivity]),
-                  f"Kept in floating point: {', '.join(report.float_modules)} (the front-end always; the others "
+                  f"Kept in floating point: {', '.join(report.float_modules)} (the front-end always; a module with "
+                  "no sensitivity row has no Conv/MatMul/Gemm to quantize, e.g. the smoother's ONNX GRU; the others "
                   f"when their change exceeds the tolerance {report.options['tolerance']:g})."]
     atomic_write_text(work / "compression_report.md", "\n\n".join(parts) + "\n")
     atomic_write_text(work / "compression_report.json", json.dumps(asdict(report), indent=2, default=float))

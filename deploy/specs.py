@@ -7,10 +7,9 @@ from importlib import resources
 from pathlib import Path
 from typing import TypeVar
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
-from at2seld_edge.config import format_validation_error
+from at2seld_edge.config import format_validation_error, yaml_mapping
 from at2seld_edge.errors import EdgeError
 
 S = TypeVar("S", bound=BaseModel)
@@ -35,12 +34,7 @@ def load_named_yaml(name_or_path: str | Path, package: str, schema: type[S], kin
     else:
         known = shipped_names(package) + sorted(aliases or {})
         raise EdgeError(f"unknown {kind} {name!r} and no such file (known: {', '.join(sorted(known))})")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise EdgeError(f"{source}: not valid YAML: {e}".replace("\n", " ")) from None
-    if not isinstance(data, dict):
-        raise EdgeError(f"{source}: expected a mapping of {kind} keys at the top level")
+    data = yaml_mapping(text, source, kind)
     try:
         return schema.model_validate(data)
     except ValidationError as e:

@@ -80,3 +80,11 @@ def test_checkpoint_of_an_unknown_preset_is_exit_1(setup, tmp_path):
              "--out", str(tmp_path / "out"), "--prune-ratio", "0.5")
     assert_user_error(r, 1, "odd.pt", "unknown backbone 'resnet38'")
     assert not (tmp_path / "out").exists()
+
+
+def test_unfinished_run_of_other_options_is_not_reused(setup, tmp_path):
+    (tmp_path / "out.partial").mkdir()
+    (tmp_path / "out.partial" / "options.json").write_text("{}")
+    r = edge("compress", "--checkpoint", str(setup / "model.pt"), "--data", str(setup / "data" / "dataset.yaml"),
+             "--out", str(tmp_path / "out"), "--prune-ratio", "0.5")
+    assert_user_error(r, 1, "out.partial", "another checkpoint or other options")
