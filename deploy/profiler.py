@@ -272,6 +272,12 @@ class Profile:
         return asdict(self)
 
 
+def _has_qdq(path: Path) -> bool:
+    import onnx
+
+    return any(n.op_type == "QuantizeLinear" for n in onnx.load(str(path), load_external_data=False).graph.node)
+
+
 def measured_on_target(device: DeviceSpec, backend: str) -> bool:
     return (device.kind == "cpu") == (backend in ("torch", "onnxruntime"))
 
@@ -320,8 +326,11 @@ def profile(model: AT2SELD | None, onnx_path: Path | None, device: DeviceSpec, p
         notes.append(f"latency is checked against the roofline estimate for {device.name} at {precision} "
                      f"(max(2*MACs / peak, bytes / bandwidth), a lower bound); the {backend} times were measured on "
                      "this machine, not on the target")
-    if backend != "tensorrt" and precision != "fp32" and onnx_costs is None:
-        notes.append(f"the {backend} run executes FP32 on the CPU; {precision} applies to byte counts and the roofline")
+    if backend != "tensorrt" and precision != "fp32":
+        if backend == "onnxruntime" and onnx_path is not None and _has_qdq(onnx_path):
+            notes.append(f"{onnx_path.name} is a Q/DQ model: ONNX Runtime runs its quantized nodes in INT8")
+        else:
+            notes.append(f"the {backend} run executes FP32 on the CPU; {precision} applies to byte counts and the roofline")
     return Profile(source, model.config.name if model is not None else None, device.name, power_mode, precision,
                    backend, window_s, rows, total, residue, checked, notes)
 
