@@ -110,3 +110,15 @@ def test_plan_covers_every_backbone_conv():
     model = build_model(tiny("cnn14"))
     assert len(pruning_plan(model)) == 12
     assert len(pruning_plan(build_model(tiny("mobilenetv1")))) == 14
+
+
+def test_target_macs_finds_a_ratio_that_meets_it():
+    from at2seld_edge.compress.pipeline import parse_macs, ratio_for_target
+
+    model = build_model(variant()).eval()
+    full = summarize(model).total_macs_per_second
+    target = full - 0.5 * backbone_macs(model) * 0.6  # needs a good part of the backbone gone
+    ratio = ratio_for_target(model, target, "passive")
+    assert 0.0 < ratio < 1.0
+    assert summarize(passive_filter_prune(model, ratio).build()).total_macs_per_second <= target
+    assert parse_macs("150M") == 150e6 and parse_macs("1.5G") == 1.5e9 and parse_macs("2e8") == 2e8
