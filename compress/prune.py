@@ -197,8 +197,6 @@ def passive_filter_prune(model: AT2SELD, ratio: float | dict[str, float], method
     b = model.config.backbone.model_copy(update={"channels": channels})
     cfg = model.config.model_copy(update={"backbone": b})
     cfg = type(cfg).model_validate(cfg.model_dump())  # re-validated, so the fingerprint is the new model's
-    for k in [k for k in state if k.endswith("num_batches_tracked")]:
-        state[k] = state[k].clone()
     result = PruneResult(cfg, state, kept, method, ratio if isinstance(ratio, float) else float("nan"))
     result.build()  # proves the slices are consistent: strict load into the smaller model
     return result

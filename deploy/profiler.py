@@ -303,8 +303,9 @@ def profile(model: AT2SELD | None, onnx_path: Path | None, device: DeviceSpec, p
         else:
             audio = (0.1 * np.random.default_rng(0).standard_normal((1, 4, onnx_costs["samples"]))).astype(np.float32)
         timing = measure(ProfileInput(model, onnx_path, audio, precision, work), warmup, runs)
+    peak_total = None
     if model is not None:
-        rows = _model_costs(model, window_s, device, precision, power_mode)
+        rows, peak_total = _model_costs(model, window_s, device, precision, power_mode)
     else:
         rows = [_onnx_row(onnx_costs, window_s, device, precision, power_mode)]
     for row in rows:
@@ -317,8 +318,7 @@ def profile(model: AT2SELD | None, onnx_path: Path | None, device: DeviceSpec, p
         "total", sum(r.params for r in rows), sum(r.macs_per_second for r in rows), sum(r.weight_bytes for r in rows),
         None, e2e, sum(r.roofline_ms or 0.0 for r in rows), None,
     )
-    if model is not None:
-        _, peak_total = activation_costs(model, window_s)
+    if peak_total is not None:
         total.peak_activation_bytes = int(peak_total * BYTES[precision] / 4)
     checked = "measured" if measured_on_target(device, backend) else "roofline"
     notes = list(timing.notes)
@@ -336,9 +336,10 @@ def profile(model: AT2SELD | None, onnx_path: Path | None, device: DeviceSpec, p
 
 
 def _model_costs(model: AT2SELD, window_s: float, device: DeviceSpec, precision: Precision,
-                 power_mode: str | None) -> list[ModuleProfile]:
+                 power_mode: str | None) -> tuple[list[ModuleProfile], int]:
+    """Rows per module, and the peak live activation bytes (FP32) of the whole inference."""
     summary = summarize(model, window_s)
-    acts, _ = activation_costs(model, window_s)
+    acts, peak_total = activation_costs(model, window_s)
     rows = []
     for cost in summary.modules:
         p = module_precision(cost.module, precision)
@@ -349,7 +350,7 @@ def _model_costs(model: AT2SELD, window_s: float, device: DeviceSpec, precision:
         ms, bound = roofline(cost.macs_per_second * window_s, traffic, device, p, power_mode)
         rows.append(ModuleProfile(cost.module, cost.params, cost.macs_per_second, weight_bytes,
                                   int(act.peak_bytes * scale), None, ms, bound))
-    return rows
+    return rows, peak_total
 
 
 def _onnx_row(costs: dict, window_s: float, device: DeviceSpec, precision: Precision,
@@ -398,8 +399,3 @@ def onnx_graph_costs(path: Path, samples: int) -> dict:
             macs += int(np.prod(out)) * k
     params = int(sum(np.prod(s) for s in inits.values()))
     return {"params": params, "macs": macs, "activation_bytes": act_bytes, "samples": samples}
-
-
-def unscoped_file_note(path: Path) -> str:
-    return f"{path}: no at2seld-edge manifest; MACs counted from the graph (Conv, MatMul, Gemm)"
-
