@@ -286,16 +286,15 @@ def compress_cmd(
     tolerance: float = typer.Option(0.01, help="largest SELD-score increase an INT8 module may cause (validation)"),
 ) -> None:
     """Prune, fine-tune, fold BatchNorm, export, quantize to INT8; report every variant side by side."""
+    from rich.progress import Progress
+
     from at2seld_edge.compress.pipeline import CompressOptions, compress, parse_macs
     from at2seld_edge.data.spec import load_dataset
 
     opts = CompressOptions(prune_ratio, parse_macs(target_macs) if target_macs is not None else None, prune_method,
                            finetune_epochs, int8, calib_clips, calib_method, tolerance)
     ds = load_dataset(data)
-    columns = _train_columns()
-    from rich.progress import Progress
-
-    with Progress(*columns, console=err, transient=True) as progress:
+    with Progress(*_train_columns(), console=err, transient=True) as progress:
         report = compress(checkpoint, ds, out_dir, opts, say=lambda m: progress.console.print(m, highlight=False),
                           train_reporter=_progress_reporter(progress))
     table = Table(title=f"compression of {checkpoint} (test split, ONNX Runtime CPU, 1 s window)")

@@ -39,6 +39,12 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A GitHub-flavoured Markdown table, as every report writes them."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
 def load_error_reason(e: Exception) -> str:
     """The informative line of a torch.load failure (its first line is generic advice)."""
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]

@@ -33,7 +33,7 @@ from at2seld_edge.data.dataset import read_audio
 from at2seld_edge.data.spec import Dataset
 from at2seld_edge.errors import EdgeError
 from at2seld_edge.evaluation.evaluate import predict_clips, score_outputs
-from at2seld_edge.io import atomic_write_text
+from at2seld_edge.io import atomic_path, atomic_write_text, markdown_table
 from at2seld_edge.model import AT2SELD
 from at2seld_edge.onnx_export import OnnxRuntimeModel, export_onnx
 from at2seld_edge.summary import summarize
@@ -90,7 +90,7 @@ def parse_macs(text: str) -> float:
     return value * {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}[m.group(2).lower()]
 
 
-def validate(ckpt: Checkpoint, data: Dataset, opts: CompressOptions, train_clips: int) -> None:
+def validate(ckpt: Checkpoint, model: AT2SELD, data: Dataset, opts: CompressOptions, train_clips: int) -> None:
     """Every user mistake before anything is written."""
     if opts.prune_ratio is not None and opts.target_macs is not None:
         raise EdgeError("give --prune-ratio or --target-macs, not both")
@@ -106,7 +106,7 @@ def validate(ckpt: Checkpoint, data: Dataset, opts: CompressOptions, train_clips
     if ckpt.classes != data.classes:
         raise EdgeError(f"{ckpt.path}: trained on classes {ckpt.classes}, but the dataset has {data.classes}")
     if opts.prune_ratio is not None or opts.target_macs is not None:
-        pruning_plan(model_from_checkpoint(ckpt))  # a backbone without a plan fails here
+        pruning_plan(model)  # a backbone without a plan fails here
     if opts.int8 and opts.calib_clips < MIN_CALIBRATION_CLIPS:
         raise EdgeError(f"--calib-clips {opts.calib_clips} is too few for stable ranges (at least {MIN_CALIBRATION_CLIPS})")
     if opts.int8 and opts.calib_clips > train_clips:
@@ -153,17 +153,18 @@ def _export(model: AT2SELD, path: Path, manifest: dict) -> Path:
 def compress(ckpt_path: Path, data: Dataset, out_dir: Path, opts: CompressOptions, say: Say = print,
              train_reporter=None) -> CompressReport:
     ckpt = load_checkpoint(ckpt_path)
+    original = model_from_checkpoint(ckpt).eval()
     train_clips = data.clips("train")
-    validate(ckpt, data, opts, len(train_clips))
+    validate(ckpt, original, data, opts, len(train_clips))
     test_clips, val_clips = data.clips("test"), data.clips("val")
     if out_dir.exists() and any(out_dir.iterdir()):
         raise EdgeError(f"{out_dir}: exists and is not empty; give a new --out")
-    original = model_from_checkpoint(ckpt).eval()
     ratio = opts.prune_ratio
     if opts.target_macs is not None:
         ratio = ratio_for_target(original, opts.target_macs, opts.prune_method)
     work = out_dir.with_name(out_dir.name + ".partial")
-    stamp = json.dumps({"checkpoint_sha256": ckpt.sha256(), "options": asdict(opts)}, sort_keys=True)
+    ckpt_sha256 = ckpt.sha256()
+    stamp = json.dumps({"checkpoint_sha256": ckpt_sha256, "options": asdict(opts)}, sort_keys=True)
     if work.exists() and (not (work / "options.json").is_file() or (work / "options.json").read_text() != stamp):
         raise EdgeError(f"{work}: holds an unfinished run of another checkpoint or other options; "
                         "remove it or give another --out")
@@ -174,7 +175,7 @@ def compress(ckpt_path: Path, data: Dataset, out_dir: Path, opts: CompressOption
     cfg = original.config
     thresholds = np.array(ckpt.thresholds)
     samples_1s = cfg.audio.label_hop_samples * round(1.0 / cfg.audio.label_hop_s)
-    base_manifest = {"source_checkpoint": str(ckpt_path), "source_checkpoint_sha256": ckpt.sha256(),
+    base_manifest = {"source_checkpoint": str(ckpt_path), "source_checkpoint_sha256": ckpt_sha256,
                      "classes": ckpt.classes}
     report = CompressReport({**provenance(), "artifact": "compression_report", **base_manifest}, asdict(opts))
 
@@ -186,7 +187,8 @@ def compress(ckpt_path: Path, data: Dataset, out_dir: Path, opts: CompressOption
         report.variants.append(Variant(name, onnx_path.name, s.total_params, backbone, s.total_macs_per_second,
                                        onnx_path.stat().st_size, metrics, _onnx_latency(onnx_path, samples_1s), notes))
 
-    add_variant("original FP32", original, _export(original, work / "original.fp32.onnx", base_manifest), thresholds)
+    final_onnx = _export(original, work / "original.fp32.onnx", base_manifest)
+    add_variant("original FP32", original, final_onnx, thresholds)
     final_model, final_thresholds = original, thresholds
 
     if ratio is not None:
@@ -197,8 +199,8 @@ def compress(ckpt_path: Path, data: Dataset, out_dir: Path, opts: CompressOption
         prune_manifest = {**base_manifest, "pruned": {"method": opts.prune_method, "ratio": ratio,
                                                       "channels": report.pruned_channels}}
         save_checkpoint(work / "pruned.pt", pruned_model, ckpt.classes, ckpt.thresholds, prune_manifest)
-        add_variant("pruned", pruned_model, _export(pruned_model, work / "pruned.fp32.onnx", prune_manifest), thresholds,
-                    f"{ratio:.0%} of filters, no fine-tuning")
+        final_onnx = _export(pruned_model, work / "pruned.fp32.onnx", prune_manifest)
+        add_variant("pruned", pruned_model, final_onnx, thresholds, f"{ratio:.0%} of filters, no fine-tuning")
         final_model = pruned_model
         if opts.finetune_epochs > 0:
             from at2seld_edge.training.trainer import train
@@ -214,13 +216,13 @@ def compress(ckpt_path: Path, data: Dataset, out_dir: Path, opts: CompressOption
             final_thresholds = np.array(ft.thresholds)
             save_checkpoint(work / "pruned_finetuned.pt", final_model, ft.classes, ft.thresholds,
                             {**prune_manifest, "finetuned_epochs": result.best_epoch})
-            add_variant("pruned + fine-tuned", final_model,
-                        _export(final_model, work / "pruned_finetuned.fp32.onnx", prune_manifest), final_thresholds,
+            final_onnx = _export(final_model, work / "pruned_finetuned.fp32.onnx", prune_manifest)
+            add_variant("pruned + fine-tuned", final_model, final_onnx, final_thresholds,
                         f"best of {len(result.history)} epochs: {result.best_epoch}")
 
-    fp32_path = work / "model.fp32.onnx"
-    if not fp32_path.exists():
-        shutil.copyfile(_export(final_model, work / "final.fp32.onnx", base_manifest), fp32_path)
+    fp32_path = work / "model.fp32.onnx"  # the last stage's fused FP32 export, under its deployable name
+    with atomic_path(fp32_path) as tmp:
+        shutil.copyfile(final_onnx, tmp)
 
     if opts.int8:
         rng = np.random.default_rng(0)
@@ -253,11 +255,6 @@ def compress(ckpt_path: Path, data: Dataset, out_dir: Path, opts: CompressOption
 # ----------------------------------------------------------------------------- report
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-                     + ["| " + " | ".join(r) + " |" for r in rows])
-
-
 def write_report(report: CompressReport, work: Path) -> None:
     base = report.variants[0]
     rows = []
@@ -273,14 +270,14 @@ def write_report(report: CompressReport, work: Path) -> None:
         f"Source: `{report.manifest['source_checkpoint']}`. Metrics on the test split with each model's calibrated "
         "thresholds, all run in ONNX Runtime (CPU); latency: one inference over 1 s of audio, median and p95 of 20 "
         "warm runs, measured in this run.",
-        _md_table(["variant", "params", "backbone MMAC/s", "total MMAC/s", "ONNX MB", "ER", "F", "LE", "LR", "SELD",
+        markdown_table(["variant", "params", "backbone MMAC/s", "total MMAC/s", "ONNX MB", "ER", "F", "LE", "LR", "SELD",
                    "dSELD", "median ms", "p95 ms", "speed-up", "notes"], rows),
     ]
     if report.pruned_channels is not None:
         parts.append(f"Pruned backbone channels: {report.pruned_channels}")
     if report.sensitivity:
         parts += ["## INT8 sensitivity (one module quantized at a time, validation split)",
-                  _md_table(["module", "quantized nodes", "SELD", "dSELD vs FP32", "INT8 in the final model"],
+                  markdown_table(["module", "quantized nodes", "SELD", "dSELD vs FP32", "INT8 in the final model"],
                             [[r["module"], str(r["nodes"]), f"{r['seld']:.4f}", f"{r['delta']:+.4f}",
                               "yes" if r["quantized"] else "no (kept FP32)"] for r in report.sensitivity]),
                   f"Kept in floating point: {', '.join(report.float_modules)} (the front-end always; a module with "

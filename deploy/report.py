@@ -9,7 +9,7 @@ from pathlib import Path
 from at2seld_edge.deploy.budgets import Budget, Limits
 from at2seld_edge.deploy.profiler import ModuleProfile, Profile
 from at2seld_edge.errors import EdgeError, ErrorKind
-from at2seld_edge.io import atomic_path, atomic_write_text
+from at2seld_edge.io import atomic_path, atomic_write_text, markdown_table
 
 MB = 1e6
 
@@ -47,9 +47,7 @@ def _values(profile: Profile, m: ModuleProfile) -> dict[str, float | None]:
 def check_budget(profile: Profile, budget: Budget) -> list[Check]:
     checks: list[Check] = []
     for m in profile.modules:
-        limits = budget.module_limits(m.module)
-        wanted = {"latency_ms": budget.module_latency_limit_ms(m.module), "peak_memory_mb": limits.peak_memory_mb,
-                  "gmacs_per_second": limits.gmacs_per_second, "params_m": limits.params_m}
+        wanted = _limits_dict(budget.module_limits(m.module)) | {"latency_ms": budget.module_latency_limit_ms(m.module)}
         checks += _checks(m.module, _values(profile, m), wanted)
     checks += _checks("total", _values(profile, profile.total), _limits_dict(budget.total))
     return checks
@@ -100,12 +98,6 @@ def check_rows(checks: list[Check]) -> list[list[str]]:
             for c in checks]
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def write_report(profile: Profile, budget: Budget, checks: list[Check], out_dir: Path, manifest: dict) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     passed = all(c.passed for c in checks)
@@ -118,10 +110,10 @@ def write_report(profile: Profile, budget: Budget, checks: list[Check], out_dir:
         f"Precision {profile.precision}; backend {profile.backend}; one inference over {profile.window_s:g} s of audio "
         f"(re-run every {budget.hop_s:g} s hop); power mode {profile.power_mode or 'maximum clocks'}. "
         f"Latency checked: **{profile.latency_checked}**. Budget: **{'PASS' if passed else 'FAIL'}**.",
-        _md_table(MODULE_HEADER, module_rows(profile)),
+        markdown_table(MODULE_HEADER, module_rows(profile)),
         residue,
         "## Budget " + budget.name,
-        _md_table(CHECK_HEADER, check_rows(checks)),
+        markdown_table(CHECK_HEADER, check_rows(checks)),
         "## Notes",
         "\n".join(f"- {n}" for n in profile.notes),
         "![module cost against budget](report.png)",

@@ -16,7 +16,7 @@ from at2seld_edge.errors import EdgeError
 from at2seld_edge.evaluation.decode import (decode, frames_from_events, frames_from_targets, predict_clip,
                                             read_output_csv, write_output_csv)
 from at2seld_edge.evaluation.metrics import Frames, SeldMetrics2023, SeldMetrics2024, angular_distance
-from at2seld_edge.io import atomic_write_text
+from at2seld_edge.io import atomic_write_text, markdown_table
 
 THRESHOLD_GRID = tuple(round(x, 2) for x in np.arange(0.1, 0.91, 0.05))
 
@@ -84,10 +84,8 @@ def oracle_doa_error(outputs: list[ClipOutput]) -> float:
 
 def classwise_table(classwise: dict[str, np.ndarray], classes: list[str]) -> str:
     keys = list(classwise)
-    lines = ["| class | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
-    for i, name in enumerate(classes):
-        lines.append(f"| {name} | " + " | ".join(f"{classwise[k][i]:.3f}" for k in keys) + " |")
-    return "\n".join(lines) + "\n"
+    rows = [[name, *(f"{classwise[k][i]:.3f}" for k in keys)] for i, name in enumerate(classes)]
+    return markdown_table(["class", *keys], rows) + "\n"
 
 
 def write_report(out_dir: Path, results: dict, classwise: dict[str, np.ndarray], classes: list[str], extra: dict) -> None:
