@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 main: $(STAMP)
-	$(BIN)/edge model summary --config at2seld-nano
+	$(BIN)/edge build --target jetson-orin
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

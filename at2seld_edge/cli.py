@@ -455,6 +455,153 @@ def profile_cmd(
         out.print(f"[yellow]{problem}[/]", highlight=False)
 
 
+# ----------------------------------------------------------------------------- deployment
+
+BACKEND_HELP = "auto (TensorRT where the bundle has an engine and TensorRT is here, else ONNX Runtime), onnxruntime or tensorrt"
+
+
+@app.command("build")
+def build_cmd(
+    target: str = typer.Option(..., "--target", "-t", help="device name (edge devices), family name or YAML path"),
+    checkpoint: Optional[Path] = typer.Option(None, help="trained checkpoint (default: the embedded at2seld-nano "
+                                              "trained on the synthetic set)"),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="build an untrained preset instead (sizing only)"),
+    precision: str = typer.Option("fp16", help="fp32, fp16, int8 or best (INT8 + FP16)"),
+    budget: str = typer.Option("realtime-100ms", "--budget", "-b", help="budget the profile is checked against"),
+    dla: bool = typer.Option(False, "--dla", help="run what it can on DLA core 0, GPU fallback (needs --seconds)"),
+    seconds: Optional[float] = typer.Option(None, help="static input of this many seconds (default: dynamic time axis, "
+                                            "1 hop to 60 s, optimized for the budget's window)"),
+    dynamic_time: bool = typer.Option(False, "--dynamic-time", help="dynamic time axis (the default; excludes --seconds)"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="bundle folder (default bundles/CONFIG-DEVICE-PRECISION)"),
+    data: Optional[Path] = typer.Option(None, "--data", help="dataset spec for INT8 calibration (default: synthetic scenes)"),
+    calib_clips: int = typer.Option(16, help="clips for INT8 calibration"),
+    calib_method: str = typer.Option("entropy", help="minmax, entropy or percentile"),
+    tensorrt: Optional[str] = typer.Option(None, help="TensorRT version to lint and build for (default: the target's "
+                                           "newest JetPack's)"),
+    opset: Optional[int] = typer.Option(None, help="ONNX opset (default 17; 16 for TensorRT 8.5, which lacks LayerNormalization)"),
+    implicit_int8: bool = typer.Option(False, "--implicit-int8", help="TensorRT 8.x: engine from the FP32 graph and "
+                                       "the calibration cache instead of the Q/DQ graph"),
+    engine: bool = typer.Option(True, "--engine/--no-engine", help="build the TensorRT engine where TensorRT and a GPU are here"),
+) -> None:
+    """Checkpoint -> deployment bundle: fusion, export, INT8, TensorRT lint, golden check, profile, engine."""
+    from at2seld_edge.deploy.build import BuildOptions, build
+
+    if seconds is not None and dynamic_time:
+        raise EdgeError("give --seconds (static input) or --dynamic-time, not both", ErrorKind.USAGE)
+    if opset is not None and opset < 14:
+        raise EdgeError(f"--opset {opset}: the model needs opset 14 or newer", ErrorKind.USAGE)
+    ds = None
+    if data is not None:
+        from at2seld_edge.data.spec import load_dataset
+
+        ds = load_dataset(data)
+    opts = BuildOptions(target, checkpoint, config, precision, budget, dla, seconds, out_dir, ds, calib_clips,
+                        calib_method, tensorrt, opset, implicit_int8, engine)
+    result = build(opts, say=lambda m: err.print(m, highlight=False, soft_wrap=True))
+    m = result.manifest
+    failed = [c for c in result.checks if not c.passed]
+    out.print(f"wrote bundle {result.out} ({m.precision}, {len(m.files)} files, target {m.target}, TensorRT "
+              f"{m.target_tensorrt} lint {'clean' if not result.lint.errors else 'FAILED'}, golden check "
+              f"{'PASS' if result.verify.passed else 'FAILED'}, budget {'PASS' if not failed else f'{len(failed)} over'}"
+              f"{', engine ' + m.engine.file if m.engine else ''})", highlight=False)
+    for c in failed:
+        out.print(f"[yellow]over budget: {c.describe()}[/]", highlight=False)
+    for note in result.notes:
+        out.print(f"note: {note}", highlight=False)
+
+
+@app.command("verify")
+def verify_cmd(
+    bundle: Path = typer.Option(..., "--bundle", help="bundle folder (edge build)"),
+    backend: str = typer.Option("auto", help=BACKEND_HELP),
+    device: str = typer.Option("auto", help="ONNX Runtime provider: auto, cpu or cuda"),
+) -> None:
+    """Run the golden inputs on a local backend and compare with the golden outputs."""
+    from at2seld_edge.deploy.runtime import SeldRuntime
+    from at2seld_edge.deploy.verify import verify
+
+    _check_device(device)
+    rt = SeldRuntime(bundle, backend, device)
+    report = verify(rt)
+    header, rows = report.table()
+    table = Table(title=f"verify {bundle} on {report.backend} ({report.precision} tolerances)")
+    for col in header:
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(*r[:-1], f"[green]{r[-1]}[/]" if r[-1] == "PASS" else f"[red]{r[-1]}[/]")
+    out.print(table)
+    if not report.passed:
+        raise EdgeError(f"{bundle}: {report.backend} does not reproduce the golden outputs: " + "; ".join(report.failures),
+                        ErrorKind.CHECK)
+    out.print("PASS", highlight=False)
+
+
+def _check_device(device: str) -> None:
+    if device not in ("auto", "cpu", "cuda"):
+        raise EdgeError(f"--device {device!r}: expected auto, cpu or cuda", ErrorKind.USAGE)
+
+
+@app.command("run")
+def run_cmd(
+    wav: Path = typer.Argument(..., help="4-channel FOA wav (ACN/SN3D)"),
+    bundle: Path = typer.Option(..., "--bundle", help="bundle folder (edge build)"),
+    out_csv: Optional[Path] = typer.Option(None, "--out", help="DCASE output CSV (default: INPUT name .csv here); "
+                                           "the plot goes beside it as .png"),
+    resample: bool = typer.Option(False, "--resample", help="resample a wav at another rate instead of refusing it"),
+    backend: str = typer.Option("auto", help=BACKEND_HELP),
+    device: str = typer.Option("auto", help="ONNX Runtime provider: auto, cpu or cuda"),
+    plot: bool = typer.Option(True, "--plot/--no-plot", help="write the PNG of events over time"),
+    stream: bool = typer.Option(False, "--stream", help="feed the file as a live stream, one 100 ms hop at a time "
+                                "(causal bundles)"),
+) -> None:
+    """Detect and localize the events of one recording: DCASE CSV (frame, class, track, azimuth, elevation)."""
+    from at2seld_edge.deploy.run import run_file
+    from at2seld_edge.deploy.runtime import SeldRuntime
+
+    _check_device(device)
+    rt = SeldRuntime(bundle, backend, device)
+    target = out_csv or Path(wav.with_suffix(".csv").name)
+    result = run_file(rt, wav, target, plot, resample, stream)
+    n_events = sum(len(d) for d in result.frames.values())
+    out.print(f"{wav}: {result.n_frames} frames, {n_events} detections in {len(result.frames)} frames "
+              f"({rt.session.name}); wrote {result.csv}" + (f" and {result.png}" if result.png else ""), highlight=False)
+
+
+@app.command("bench")
+def bench_cmd(
+    bundle: Path = typer.Option(..., "--bundle", help="bundle folder (edge build)"),
+    backend: str = typer.Option("auto", help=BACKEND_HELP),
+    device: str = typer.Option("auto", help="ONNX Runtime provider: auto, cpu or cuda"),
+    iterations: int = typer.Option(100, help="timed inferences"),
+    warmup: int = typer.Option(10, help="untimed inferences first"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="folder for bench-BACKEND.json and .md (default BUNDLE/bench)"),
+) -> None:
+    """Latency (median/p95/p99), throughput, real-time factor, memory and power of a bundle."""
+    from at2seld_edge.deploy.bench import bench, write_bench
+    from at2seld_edge.deploy.runtime import SeldRuntime
+
+    _check_device(device)
+    if iterations < 2 or warmup < 0:
+        raise EdgeError("--iterations must be at least 2 and --warmup at least 0", ErrorKind.USAGE)
+    rt = SeldRuntime(bundle, backend, device)
+    with err.status(f"benchmarking {bundle} on {rt.session.name} ({warmup} warm-up + {iterations} timed) ..."):
+        report = bench(rt, iterations, warmup)
+    table = Table(title=f"{bundle}: {report.backend}, {report.precision}, batch 1")
+    for col in ("latency", "median ms", "p95 ms", "p99 ms", "mean ms", "runs"):
+        table.add_column(col, justify="left" if col == "latency" else "right")
+    for r in report.rows():
+        table.add_row(*r)
+    out.print(table)
+    summary = Table(show_header=False)
+    summary.add_column("measure")
+    summary.add_column("value")
+    for r in report.summary_rows():
+        summary.add_row(*r)
+    out.print(summary)
+    paths = write_bench(report, out_dir or bundle / "bench")
+    out.print("wrote " + ", ".join(str(p) for p in paths), highlight=False)
+
+
 def main() -> None:
     try:
         app(standalone_mode=True)

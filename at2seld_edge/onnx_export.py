@@ -177,3 +177,101 @@ class OnnxRuntimeModel:
     def __call__(self, audio: torch.Tensor) -> dict[str, torch.Tensor]:
         got = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: audio.numpy().astype(np.float32, copy=False)})
         return {k: torch.from_numpy(v) for k, v in zip(OUTPUT_NAMES, got)}
+
+
+# ----------------------------------------------------------------------------- streaming graphs
+
+STREAM_ENCODER, STREAM_DECODER = "stream_encoder.onnx", "stream_decoder.onnx"
+
+
+class _StreamEncoder(nn.Module):
+    def __init__(self, model: AT2SELD):
+        super().__init__()
+        self.model = model
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        return self.model.encode(audio)[0]
+
+
+class _StreamDecoder(nn.Module):
+    """Track transformer over the fused history, then the GRU over the newest `new_frames`
+    frames only, from the carried state."""
+
+    def __init__(self, model: AT2SELD):
+        super().__init__()
+        self.model = model
+
+    def forward(self, fused: torch.Tensor, new_frames: torch.Tensor, state_in: torch.Tensor):
+        m = self.model
+        tracks = m.track_transformer(fused)
+        tracks = tracks[:, tracks.shape[1] - new_frames:]
+        y, state = m.smoother.step(tracks, state_in)
+        return m.heads.sed(y), torch.tanh(m.heads.doa(y)).unflatten(-1, (m.heads.num_classes, 3)), state
+
+
+@dataclass
+class StreamExport:
+    encoder: str
+    decoder: str
+    context_samples: int
+    lookahead_samples: int
+    state_shape: list[int]
+
+
+def encoder_receptive_field(model: AT2SELD, seconds: float = 6.0) -> tuple[int, int]:
+    """(past, future) label frames the fused features of one frame depend on, found by changing
+    the audio of one frame and seeing which fused frames move."""
+    hop = model.config.audio.label_hop_samples
+    n = int(round(seconds / model.config.audio.label_hop_s))
+    g = torch.Generator().manual_seed(0)
+    audio = 0.1 * torch.randn(1, 4, n * hop, generator=g, dtype=torch.float64)
+    mid = n // 2
+    bumped = audio.clone()
+    bumped[..., mid * hop: (mid + 1) * hop] += 0.1 * torch.randn(1, 4, hop, generator=g, dtype=torch.float64)
+    m = model.eval().double()
+    try:
+        with torch.no_grad():
+            diff = (m.encode(audio)[0] - m.encode(bumped)[0]).abs().amax(dim=(0, 2))
+    finally:
+        model.float()
+    moved = torch.nonzero(diff > 1e-12).flatten()
+    first, last = int(moved.min()), int(moved.max())
+    if first == 0 or last == n - 1:
+        raise EdgeError(f"{model.config.name}: the encoders' receptive field exceeds {seconds:g} s; "
+                        "streaming needs a finite one", ErrorKind.CHECK)
+    return last - mid, mid - first  # a frame sees this many frames back (past) and ahead (future)
+
+
+def export_stream_graphs(model: AT2SELD, out_dir: str | Path, opset: int = DEFAULT_OPSET) -> StreamExport:
+    """The two graphs a causal model streams with (see deploy.runtime.Streamer)."""
+    cfg = model.config
+    if not cfg.smoother.causal:
+        raise EdgeError(f"{cfg.name}: streaming needs a causal model (smoother.causal: true)", ErrorKind.USAGE)
+    model = model.eval()
+    hop = cfg.audio.label_hop_samples
+    past, future = encoder_receptive_field(model)
+    context, lookahead = (past + 1) * hop, (future + 1) * hop  # one frame of margin each side
+    out_dir = Path(out_dir)
+    audio = example_audio(model, 2.0)
+    with torch.no_grad():
+        fused = model.encode(audio)[0]
+    gru = model.smoother.gru
+    state = torch.zeros(gru.num_layers * (2 if gru.bidirectional else 1), cfg.heads.n_tracks, gru.hidden_size)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        with atomic_path(out_dir / STREAM_ENCODER) as tmp:
+            torch.onnx.export(_StreamEncoder(model), (audio,), str(tmp), dynamo=False, opset_version=opset,
+                              input_names=["audio"], output_names=["fused"],
+                              dynamic_axes={"audio": {2: "samples"}, "fused": {1: "frames"}}, do_constant_folding=True)
+        with atomic_path(out_dir / STREAM_DECODER) as tmp:
+            torch.onnx.export(_StreamDecoder(model), (fused, torch.tensor(4), state), str(tmp), dynamo=False,
+                              opset_version=opset, input_names=["fused", "new_frames", "state_in"],
+                              output_names=["sed_logits", "doa", "state_out"],
+                              dynamic_axes={"fused": {1: "history"}, "sed_logits": {1: "frames"}, "doa": {1: "frames"}},
+                              do_constant_folding=True)
+    for name in (STREAM_ENCODER, STREAM_DECODER):
+        try:
+            onnx.checker.check_model(str(out_dir / name), full_check=True)
+        except Exception as e:
+            raise EdgeError(f"{out_dir / name}: exported graph fails onnx.checker: {e}", ErrorKind.CHECK) from None
+    return StreamExport(STREAM_ENCODER, STREAM_DECODER, context, lookahead, list(state.shape))

@@ -16,6 +16,8 @@ build with implicit INT8 calibration.
 from __future__ import annotations
 
 import struct
+import contextlib
+import io
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,8 +110,9 @@ def calibrate(fp32_onnx: Path, segments: list[np.ndarray], method: str, percenti
     with tempfile.TemporaryDirectory(prefix="edge-calib-") as tmp:
         calibrator = create_calibrator(Path(fp32_onnx), list(QUANTIZED_OPS), Path(tmp, "augmented.onnx").as_posix(),
                                        ort_method, extra_options=extra)
-        calibrator.collect_data(AudioCalibrationReader(segments, progress))
-        tensors = calibrator.compute_data()
+        with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print their bin counts
+            calibrator.collect_data(AudioCalibrationReader(segments, progress))
+            tensors = calibrator.compute_data()
         del calibrator
     return Ranges(method, tensors)
 

@@ -14,8 +14,9 @@ from at2seld_edge.model import build_model
 from tests.conftest import preset_dict, variant
 
 
-def edge(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "at2seld_edge.cli", *args], capture_output=True, text=True, timeout=300)
+def edge(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "at2seld_edge.cli", *args], capture_output=True, text=True, timeout=300,
+                          cwd=cwd)
 
 
 def assert_user_error(r: subprocess.CompletedProcess, code: int, *fragments: str) -> None:

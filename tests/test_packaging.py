@@ -17,3 +17,9 @@ def test_every_subpackage_is_listed():
     assert tool["package-dir"] == {"at2seld_edge": "at2seld_edge", "at2seld_edge.compress": "compress",
                                    "at2seld_edge.deploy": "deploy", "at2seld_edge.devices": "devices",
                                    "at2seld_edge.profiles": "profiles"}
+
+
+def test_the_embedded_default_checkpoint_ships_as_package_data():
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "weights/*.pt" in tool["package-data"]["at2seld_edge"]
+    assert (ROOT / "at2seld_edge" / "weights" / "at2seld-nano-synth.pt").stat().st_size < 8_000_000

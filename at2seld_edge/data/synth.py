@@ -397,3 +397,14 @@ def synthesize(out_dir: str | Path, clips: int, seed: int = 0, classes: Iterable
             progress(i + 1)
     atomic_write_text(spec_path, "# written by `edge data synth`\n" + yaml.safe_dump(spec, sort_keys=False))
     return spec_path
+
+
+def synthetic_scenes(count: int, seconds: float, seed: int, classes: Iterable[str] | None = None) -> list[np.ndarray]:
+    """`count` FOA scenes (4, samples) in memory: the embedded default data where a stage needs
+    representative audio (INT8 calibration, golden inputs) and no dataset was given."""
+    gens = [SOUND_CLASSES[c] for c in (classes or DEFAULT_CLASSES)]
+    out = []
+    for i in range(count):
+        room = Room.draw(np.random.default_rng([seed, 20_000 + i]))
+        out.append(render_clip(seed, i, room, gens, seconds, 3)[0])
+    return out

@@ -52,6 +52,12 @@ class AT2SELD(nn.Module):
     def forward(self, audio: torch.Tensor) -> dict[str, torch.Tensor]:
         """audio (B, 4, samples), ACN/SN3D, samples a multiple of the label hop ->
         sed_logits (B, T, N_tracks, C), doa (B, T, N_tracks, C, 3) [, clip_logits (B, C)]."""
+        fused, sem_seq = self.encode(audio)
+        return self.heads(self.smoother(self.track_transformer(fused)), sem_seq)
+
+    def encode(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The encoders and the late coupling: fused frame features (B, T, d) and the semantic
+        frame sequence (B, T, C_sem). Streaming runs this part over windows of audio."""
         desc, omni = self.frontend(audio)
         if self.training and self.feature_augment is not None:
             desc = self.feature_augment(desc)
@@ -66,9 +72,7 @@ class AT2SELD(nn.Module):
             sem, spa = self.backbone(omni), self.spatial_encoder(desc)
         sem_seq = sem.mean(dim=3).transpose(1, 2)  # (B, T, C_sem): PANNs' own frequency mean
         spa_seq = self.spatial_encoder.frame_features(spa)  # (B, T, C_spa * F_spa)
-        fused = self.cross_stitch(sem_seq, spa_seq)
-        tracks = self.smoother(self.track_transformer(fused))
-        return self.heads(tracks, sem_seq)
+        return self.cross_stitch(sem_seq, spa_seq), sem_seq
 
     def num_frames(self, samples: int) -> int:
         return samples // self.config.audio.label_hop_samples

@@ -87,10 +87,15 @@ class Smoother(nn.Module):
         self.gru = nn.GRU(d_in, cfg.hidden, num_layers=cfg.layers, batch_first=True, bidirectional=not cfg.causal)
         self.out_features = cfg.hidden * (1 if cfg.causal else 2)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
+        return self.step(x, state)[0]
+
+    def step(self, x: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, N, d) and the GRU state (layers * directions, B * N, hidden) it starts from ->
+        (B, T, N, out_features) and the state after the last frame (what streaming carries)."""
         b, t, n, d = x.shape
-        y, _ = self.gru(x.transpose(1, 2).reshape(-1, t, d))
-        return y.reshape(b, n, t, -1).transpose(1, 2)
+        y, h = self.gru(x.transpose(1, 2).reshape(-1, t, d), state)
+        return y.reshape(b, n, t, -1).transpose(1, 2), h
 
 
 class Heads(nn.Module):

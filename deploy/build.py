@@ -1,0 +1,374 @@
+"""`edge build`: from a checkpoint to a deployment bundle for one target device.
+
+Steps, each timed and reported: load, BatchNorm fusion, export (front-end in the graph, checked
+against PyTorch in ONNX Runtime), INT8 through the compression stage's calibrator and Q/DQ
+quantizer when asked, streaming graphs for causal models, the TensorRT compatibility lint for the
+target's TensorRT, golden inputs/outputs and their numerical check in ONNX Runtime, the profile
+against the budget, the `trtexec` script, and the engine itself where TensorRT and a GPU exist.
+The bundle is assembled in OUT.partial and moved onto OUT only when every step passed.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from at2seld_edge.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint, provenance
+from at2seld_edge.compress.fuse import fold_batchnorm
+from at2seld_edge.compress.quantize import (CALIBRATION_METHODS, calibrate, calibration_segments, quantizable_nodes,
+                                            quantize_qdq, write_tensorrt_cache)
+from at2seld_edge.data.synth import DEFAULT_CLASSES, synthetic_scenes
+from at2seld_edge.errors import EdgeError, ErrorKind
+from at2seld_edge.io import atomic_write_text
+from at2seld_edge.onnx_export import INPUT_NAME, export_onnx, export_stream_graphs
+from at2seld_edge.deploy.budgets import load_budget
+from at2seld_edge.deploy.bundle import load_bundle, publish, write_manifest
+from at2seld_edge.deploy.devices import DeviceSpec, load_device
+from at2seld_edge.deploy.engine import build_engine, gpu_info, tensorrt_available
+from at2seld_edge.deploy.lint import lint_onnx, rules_for
+from at2seld_edge.deploy.verify import TOLERANCES, verify, write_golden
+
+Say = Callable[[str], None]
+PRECISIONS = ("fp32", "fp16", "int8", "best")
+DEFAULT_CHECKPOINT = "at2seld-nano-synth.pt"  # at2seld_edge/weights/: see the README, "Embedded default"
+MAX_SECONDS = 60.0  # the longest window a dynamic bundle takes in one inference
+GOLDEN_INPUTS = 3
+GOLDEN_SEED = 20260
+CALIB_SEED = 20261
+
+
+def default_checkpoint() -> Path:
+    path = Path(str(resources.files("at2seld_edge") / "weights" / DEFAULT_CHECKPOINT))
+    if not path.is_file():
+        raise EdgeError(f"{path}: the embedded default checkpoint is missing from this installation; give --checkpoint")
+    return path
+
+
+@dataclass
+class BuildOptions:
+    target: str
+    checkpoint: Path | None = None
+    config: str | None = None  # an untrained model of this preset (sizing before training)
+    precision: str = "fp16"
+    budget: str = "realtime-100ms"
+    dla: bool = False
+    seconds: float | None = None  # static input of this length; None: dynamic time axis
+    out: Path | None = None
+    data: object | None = None  # a Dataset for INT8 calibration; None: synthetic scenes
+    calib_clips: int = 16
+    calib_method: str = "entropy"
+    tensorrt: str | None = None  # TensorRT version to lint (and build) for; None: the target's newest
+    opset: int | None = None
+    implicit_int8: bool = False  # TensorRT 8.x: engine from FP32 + calibration cache
+    build_engine: bool = True  # when TensorRT and a GPU are here
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    manifest: object
+    lint: object
+    verify: object
+    checks: list
+    notes: list[str] = field(default_factory=list)
+
+
+def target_tensorrt(device: DeviceSpec, wanted: str | None) -> str:
+    """The TensorRT to lint for: the one asked for, else the one here (whose engine this build
+    makes), else the target's newest JetPack's."""
+    if wanted is not None:
+        return wanted
+    if tensorrt_available():
+        import tensorrt as trt
+
+        return trt.__version__
+    if device.jetpack:
+        return device.jetpack[-1].tensorrt
+    return "10.3"  # desktop GPUs and CPUs: the oldest TensorRT 10 the lint knows as current
+
+
+def _untrained(config: str) -> Checkpoint:
+    from at2seld_edge.config import load_config
+    from at2seld_edge.model import build_model
+
+    cfg = load_config(config)
+    n = cfg.num_classes
+    return Checkpoint(cfg, build_model(cfg).state_dict(), [f"class_{i}" for i in range(n)], [0.5] * n)
+
+
+def _validate(opts: BuildOptions, device: DeviceSpec) -> None:
+    if opts.precision not in PRECISIONS:
+        raise EdgeError(f"--precision {opts.precision!r}: expected one of {', '.join(PRECISIONS)}", ErrorKind.USAGE)
+    if opts.calib_method not in CALIBRATION_METHODS:
+        raise EdgeError(f"--calib-method {opts.calib_method!r}: expected one of {', '.join(CALIBRATION_METHODS)}",
+                        ErrorKind.USAGE)
+    if opts.dla:
+        if device.dla.cores == 0:
+            raise EdgeError(f"--dla: {device.name} has no DLA cores (the Orin NX and AGX modules do)", ErrorKind.USAGE)
+        if opts.precision == "fp32":
+            raise EdgeError("--dla: DLA runs FP16 or INT8; choose --precision fp16, int8 or best", ErrorKind.USAGE)
+        if opts.seconds is None:
+            raise EdgeError("--dla: DLA needs static shapes; give --seconds", ErrorKind.USAGE)
+    if opts.implicit_int8 and opts.precision not in ("int8", "best"):
+        raise EdgeError("--implicit-int8 goes with --precision int8 or best", ErrorKind.USAGE)
+    if opts.calib_clips < 4:
+        raise EdgeError(f"--calib-clips {opts.calib_clips}: at least 4", ErrorKind.USAGE)
+
+
+def build(opts: BuildOptions, say: Say = print) -> BuildResult:
+    device = load_device(opts.target)
+    budget = load_budget(opts.budget)
+    _validate(opts, device)
+    trt_version = target_tensorrt(device, opts.tensorrt)
+    rules = rules_for(trt_version)
+    opset = opts.opset or (16 if "LayerNormalization" in rules.unsupported else 17)
+    steps: list[dict] = []
+    notes: list[str] = []
+
+    def step(name: str, fn, summary: Callable[[object], str] = lambda r: ""):
+        t0 = time.perf_counter()
+        result = fn()
+        seconds = time.perf_counter() - t0
+        text = summary(result)
+        steps.append({"step": name, "seconds": round(seconds, 2), "result": text})
+        say(f"[{len(steps)}] {name}: {text} ({seconds:.1f} s)")
+        return result
+
+    if opts.checkpoint is not None and opts.config is not None:
+        raise EdgeError("give --checkpoint or --config, not both", ErrorKind.USAGE)
+    if opts.config is not None:
+        ckpt_path = f"untrained {opts.config}"
+        ckpt = step("load", lambda: _untrained(opts.config),
+                    lambda c: f"{c.config.name} with untrained weights and 0.5 thresholds: for sizing and "
+                              "latency only, its outputs mean nothing")
+    else:
+        ckpt_path = opts.checkpoint or default_checkpoint()
+        ckpt = step("load", lambda: load_checkpoint(ckpt_path),
+                    lambda c: f"{Path(ckpt_path).name}: {c.config.name}, {len(c.classes)} classes"
+                              + (" (the embedded default)" if opts.checkpoint is None else ""))
+    model = model_from_checkpoint(ckpt).eval()
+    cfg = model.config
+    hop = cfg.audio.label_hop_samples
+    window_s = opts.seconds if opts.seconds is not None else budget.window_s
+    samples = hop * round(window_s / cfg.audio.label_hop_s)
+    if samples <= 0 or abs(samples - window_s * cfg.audio.sample_rate) > 0.5:
+        raise EdgeError(f"--seconds {window_s:g}: a whole number of {cfg.audio.label_hop_s:g} s label hops", ErrorKind.USAGE)
+    dynamic = opts.seconds is None
+    max_samples = hop * round(MAX_SECONDS / cfg.audio.label_hop_s) if dynamic else samples
+    min_samples = hop if dynamic else samples
+    label = cfg.name + ("-untrained" if opts.config is not None else "")
+    out = Path(opts.out or Path("bundles") / f"{label}-{device.name}-{opts.precision}")
+    work = out.with_name(out.name + ".partial")
+    if work.exists():
+        shutil.rmtree(work)  # a killed build leaves nothing worth resuming: every step is minutes at most
+    work.mkdir(parents=True)
+    try:
+        result = _build(opts, device, budget, trt_version, opset, ckpt, ckpt_path, model, samples, min_samples,
+                        max_samples, dynamic, work, step, notes, say)
+        extras = {k: result.pop(k) for k in ("_lint", "_verify", "_checks")}
+        write_manifest(work, {**result, "steps": steps})
+        publish(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    bundle = load_bundle(out)  # the integrity check a device will make
+    return BuildResult(out, bundle.manifest, extras["_lint"], extras["_verify"], extras["_checks"], notes)
+
+
+def _build(opts, device, budget, trt_version, opset, ckpt, ckpt_path, model, samples, min_samples, max_samples,
+           dynamic, work: Path, step, notes, say) -> dict:
+    cfg = model.config
+    precision = opts.precision
+    fused, folds = step("fusion", lambda: fold_batchnorm(model), lambda r: f"{r[1]} BatchNorm layers folded into convs")
+    ckpt_sha = ckpt.sha256()
+    extra = {"source_checkpoint": str(ckpt_path), "source_checkpoint_sha256": ckpt_sha, "classes": ckpt.classes,
+             "batchnorm_folded": folds}
+    fp32_name = "model.fp32.onnx"
+    exp = step("export", lambda: export_onnx(fused, work / fp32_name, seconds=samples / cfg.audio.sample_rate,
+                                             dynamic_time=dynamic, opset=opset, manifest_extra=extra),
+               lambda r: f"opset {opset}, {'dynamic' if dynamic else 'static'} time; ONNX Runtime vs PyTorch max abs "
+                         f"diff {max(r.max_abs_diff.values()):.2e}")
+    del exp
+    model_name, calib_name = fp32_name, None
+    if precision in ("int8", "best"):
+        seg = max(samples, 40 * cfg.audio.label_hop_samples) if dynamic else samples
+        model_name, calib_name, _ = step("int8", lambda: _quantize(opts, cfg, work / fp32_name, seg, work, say),
+                                         lambda r: f"Q/DQ graph {r[0]} (all but the front-end's DSP), ranges "
+                                                   f"({opts.calib_method}) from {r[2]}, TensorRT calibration cache {r[1]}")
+        if opts.implicit_int8:
+            notes.append("--implicit-int8: the engine is built from the FP32 graph with the calibration cache "
+                         "(TensorRT 8.x); the Q/DQ graph stays in the bundle for ONNX Runtime")
+    stream = None
+    if cfg.smoother.causal:
+        se = step("streaming graphs", lambda: export_stream_graphs(fused, work, opset),
+                  lambda s: f"encoder context {s.context_samples} / lookahead {s.lookahead_samples} samples, "
+                            f"GRU state {s.state_shape}")
+        stream = {"encoder": se.encoder, "decoder": se.decoder, "context_samples": se.context_samples,
+                  "lookahead_samples": se.lookahead_samples, "hop_samples": cfg.audio.label_hop_samples,
+                  "state_shape": se.state_shape}
+    lint_precision = "int8" if precision in ("int8", "best") else precision
+    engine_graph = fp32_name if opts.implicit_int8 else model_name
+    lint = step("tensorrt lint", lambda: lint_onnx(work / engine_graph, trt_version, opts.dla, lint_precision),
+                lambda r: r.summary())
+    lint.write(work / "lint.json")
+    atomic_write_text(work / "lint.md", lint.markdown())
+    lint.raise_on_errors()
+    script = _trtexec_script(opts, device, engine_graph, calib_name, samples, min_samples, max_samples, dynamic)
+    atomic_write_text(work / "build_engine.sh", script)
+    (work / "build_engine.sh").chmod(0o755)
+
+    golden_audio = synthetic_scenes(GOLDEN_INPUTS, samples / cfg.audio.sample_rate, GOLDEN_SEED,
+                                    DEFAULT_CLASSES)
+    step("golden", lambda: write_golden(model, golden_audio, work / "golden.npz"),
+         lambda r: f"{GOLDEN_INPUTS} synthetic FOA scenes of {samples} samples through the PyTorch FP32 model")
+    manifest = _manifest(opts, device, trt_version, ckpt, ckpt_path, cfg, model_name, samples, min_samples,
+                         max_samples, dynamic, stream, calib_name, precision)
+    write_manifest(work, manifest)  # provisional, so the runtime can verify the unfinished bundle
+
+    from at2seld_edge.deploy.runtime import SeldRuntime
+
+    report = step("numerical check", lambda: verify(SeldRuntime(work, backend="onnxruntime")),
+                  lambda r: f"ONNX Runtime vs golden: {'PASS' if r.passed else 'FAIL'} "
+                            f"(min SED agreement {min(x.decision_agreement for x in r.rows):.2%}, "
+                            f"max |logit diff| {max(x.max_abs_logit for x in r.rows):.2e})")
+    atomic_write_text(work / "verify.md", report.markdown())
+    if not report.passed:
+        raise EdgeError(f"{work / model_name}: ONNX Runtime does not reproduce the golden outputs within the "
+                        f"{precision} tolerances: " + "; ".join(report.failures), ErrorKind.CHECK)
+
+    checks = step("profile", lambda: _profile(fused, work / model_name, device, budget, precision, work,
+                                              samples / cfg.audio.sample_rate),
+                  lambda c: f"budget {budget.name}: "
+                            + ("PASS" if all(x.passed for x in c) else f"{sum(not x.passed for x in c)} over"))
+    manifest["profile_report"] = "profile/report.md"
+
+    gpu = gpu_info() if tensorrt_available() else None
+    if not opts.build_engine:
+        say("TensorRT engine: skipped (--no-engine); build_engine.sh builds it on the device")
+    elif not tensorrt_available() or gpu is None:
+        say(f"TensorRT engine: {'TensorRT is not installed' if not tensorrt_available() else 'no CUDA GPU'} here; "
+            "the bundle is complete without it: run build_engine.sh on the device")
+    else:
+        manifest["engine"] = step("engine", lambda: _engine(opts, device, work, engine_graph, calib_name, precision,
+                                                            samples, min_samples, max_samples, gpu),
+                                  lambda e: f"TensorRT {e['tensorrt_version']} on {e['gpu_name']}")
+    return {**manifest, "_lint": lint, "_verify": report, "_checks": checks}
+
+
+def _quantize(opts: BuildOptions, cfg, fp32: Path, segment_samples: int, work: Path, say: Say) -> tuple[str, str, str]:
+    if opts.data is not None:
+        from at2seld_edge.data.dataset import read_audio
+
+        clips = opts.data.clips("train")
+        rng = np.random.default_rng(0)
+        chosen = sorted(rng.choice(len(clips), size=min(opts.calib_clips, len(clips)), replace=False))
+        audios = [read_audio(clips[i]) for i in chosen]
+        source = f"{len(audios)} training clips of {opts.data.spec.name}"
+    else:
+        audios = synthetic_scenes(opts.calib_clips, 10.0, CALIB_SEED)
+        source = f"{len(audios)} synthetic FOA scenes"
+    segments = calibration_segments(audios, segment_samples)
+    ranges = calibrate(fp32, segments, opts.calib_method)
+    write_tensorrt_cache(ranges, work / "calibration.cache")
+    groups = quantizable_nodes(fp32)
+    nodes = [n for m, ns in groups.items() if m != "frontend" for n in ns]
+    quantize_qdq(fp32, work / "model.int8.onnx", ranges, nodes)
+    return "model.int8.onnx", "calibration.cache", source
+
+
+def _manifest(opts, device, trt_version, ckpt, ckpt_path, cfg, model_name, samples, min_samples, max_samples,
+              dynamic, stream, calib_name, precision) -> dict:
+    t = "frames" if dynamic else samples // cfg.audio.label_hop_samples
+    n, c = cfg.heads.n_tracks, cfg.num_classes
+    prov = provenance()
+    return {
+        "toolkit_version": prov["toolkit_version"], "created_utc": prov["created_utc"],
+        "target": device.name, "target_tensorrt": trt_version, "precision": precision, "model": model_name,
+        "inputs": [{"name": INPUT_NAME, "shape": [1, 4, "samples" if dynamic else samples], "dtype": "float32"}],
+        "outputs": [{"name": "sed_logits", "shape": [1, t, n, c], "dtype": "float32"},
+                    {"name": "doa", "shape": [1, t, n, c, 3], "dtype": "float32"}],
+        "sample_rate": cfg.audio.sample_rate, "channel_order": "ACN (W, Y, Z, X), SN3D",
+        "label_hop_s": cfg.audio.label_hop_s, "label_hop_samples": cfg.audio.label_hop_samples,
+        "window": {"dynamic_time": dynamic, "samples": samples, "min_samples": min_samples, "max_samples": max_samples},
+        "causal": cfg.smoother.causal, "stream": stream,
+        "class_names": list(ckpt.classes), "thresholds": [float(x) for x in ckpt.thresholds],
+        "config_name": cfg.name, "config_fingerprint": cfg.fingerprint(),
+        "source_checkpoint": str(ckpt_path), "source_checkpoint_sha256": ckpt.sha256(),
+        "calibration_cache": calib_name, "golden": "golden.npz", "tolerances": TOLERANCES[precision],
+        "build_script": "build_engine.sh",
+    }
+
+
+def _profile(fused, onnx_path: Path, device, budget, precision: str, work: Path, window_s: float) -> list:
+    """The budget's checks at the bundle's window (the budget's own, unless --seconds set another)."""
+    from at2seld_edge.deploy.profiler import profile
+    from at2seld_edge.deploy.report import check_budget, write_report
+
+    prec = {"best": "int8"}.get(precision, precision)
+    power_mode = budget.power_mode if budget.power_mode in {m.name for m in device.power_modes} else None
+    prof = profile(fused, onnx_path, device, prec, "onnxruntime", window_s, power_mode, warmup=3, runs=20,
+                   source=onnx_path.name)
+    if abs(window_s - budget.window_s) > 1e-9:
+        prof.notes.append(f"profiled at the bundle's {window_s:g} s window; budget {budget.name} is written for "
+                          f"{budget.window_s:g} s")
+    checks = check_budget(prof, budget)
+    write_report(prof, budget, checks, work / "profile", {"artifact": "profile_report", "target": device.name,
+                                                          "budget": budget.name, "bundle_model": onnx_path.name})
+    return checks
+
+
+def workspace_bytes(device: DeviceSpec) -> int:
+    """A quarter of the device's memory (shared with the CPU on a Jetson), at most 4 GiB."""
+    return int(min(device.memory.size_gb * (1 << 30) / 4, 4 << 30))
+
+
+def _shape(samples: int) -> str:
+    return f"{INPUT_NAME}:1x4x{samples}"
+
+
+def _trtexec_script(opts, device, graph: str, calib: str | None, samples, min_samples, max_samples, dynamic) -> str:
+    args = ["$TRTEXEC", f"--onnx={graph}", "--saveEngine=model.engine"]
+    if dynamic:
+        args += [f"--minShapes={_shape(min_samples)}", f"--optShapes={_shape(samples)}", f"--maxShapes={_shape(max_samples)}"]
+    args += {"fp32": ["--noTF32"], "fp16": ["--fp16"], "int8": ["--int8"], "best": ["--fp16", "--int8"]}[opts.precision]
+    if opts.implicit_int8 and calib:
+        args.append(f"--calib={calib}")
+    args += [f"--memPoolSize=workspace:{workspace_bytes(device) >> 20}", "--timingCacheFile=../timing.cache",
+             "--profilingVerbosity=detailed", "--exportLayerInfo=layers.json", "--skipInference"]
+    if opts.dla:
+        args += ["--useDLACore=0", "--allowGPUFallback"]
+    body = " \\\n  ".join(a if a.startswith("$") else shlex.quote(a) for a in args)
+    return (
+        "#!/bin/sh\n"
+        f"# Builds model.engine for {device.name} on the device itself (an engine is tied to its TensorRT\n"
+        "# version and GPU); the same settings `edge build` uses with the TensorRT Python API.\n"
+        "# The Python runtime loads an engine that `edge build` recorded in manifest.json: run `edge build`\n"
+        "# on the device to build and record it in one go (same settings, TensorRT Python API).\n"
+        "set -e\n"
+        'cd "$(dirname "$0")"\n'
+        'TRTEXEC="${TRTEXEC:-/usr/src/tensorrt/bin/trtexec}"\n'
+        f"{body}\n"
+    )
+
+
+def _engine(opts, device, work: Path, graph: str, calib, precision, samples, min_samples, max_samples, gpu) -> dict:
+    import tensorrt as trt
+
+    out = work.with_name(work.name.removesuffix(".partial"))
+    cache = out.with_name(out.name + ".timing.cache")  # beside the bundle: rebuilds replace the bundle, not this
+    build_engine(work / graph, work / "model.engine", precision, samples, max_samples, min_samples=min_samples,
+                 workspace_bytes=workspace_bytes(device), dla_core=0 if opts.dla else None,
+                 timing_cache=cache,
+                 calibration_cache=work / calib if (opts.implicit_int8 and calib) else None,
+                 layer_info=work / "layers.json")
+    return {"file": "model.engine", "tensorrt_version": trt.__version__, "gpu_name": gpu.name,
+            "compute_capability": gpu.compute_capability, "dla_core": 0 if opts.dla else None,
+            "layer_info": "layers.json", "timing_cache": f"../{cache.name}"}
+

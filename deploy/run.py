@@ -1,0 +1,104 @@
+"""`edge run`: one FOA recording through a bundle to DCASE output rows and a plot of the events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+
+from at2seld_edge.data.formats import xyz_to_sph
+from at2seld_edge.errors import EdgeError
+from at2seld_edge.evaluation.decode import decode, write_output_csv
+from at2seld_edge.evaluation.metrics import Frames
+from at2seld_edge.io import atomic_path
+
+
+def read_foa(path: Path, sample_rate: int, resample: bool) -> np.ndarray:
+    """(4, samples) float32 at `sample_rate`; another rate is resampled only when asked."""
+    import soundfile as sf
+
+    if not path.is_file():
+        raise EdgeError(f"{path}: audio file not found")
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as e:
+        raise EdgeError(f"{path}: not a readable audio file ({e})") from None
+    if data.shape[1] != 4:
+        raise EdgeError(f"{path}: {data.shape[1]} channels; the model takes 4-channel FOA (ACN: W, Y, Z, X)")
+    audio = np.ascontiguousarray(data.T)
+    if sr != sample_rate:
+        if not resample:
+            raise EdgeError(f"{path}: sample rate {sr} Hz; the bundle expects {sample_rate} Hz "
+                            "(add --resample to convert it)")
+        from scipy.signal import resample_poly
+
+        g = gcd(sr, sample_rate)
+        audio = resample_poly(audio, sample_rate // g, sr // g, axis=1).astype(np.float32)
+    return audio
+
+
+@dataclass
+class RunResult:
+    frames: Frames
+    n_frames: int
+    csv: Path
+    png: Path | None
+
+
+def run_file(runtime, wav: Path, out_csv: Path, png: bool = True, resample: bool = False,
+             stream: bool = False) -> RunResult:
+    """With `stream`, the recording is fed as a live stream would be, one label hop per call."""
+    m = runtime.manifest
+    audio = read_foa(wav, m.sample_rate, resample)
+    if stream:
+        probs, doa = stream_through(runtime, audio)
+    else:
+        probs, doa = runtime.predict(audio)
+    frames = decode(probs, doa, runtime.bundle.thresholds)
+    write_output_csv(out_csv, frames)
+    png_path = None
+    if png:
+        png_path = out_csv.with_suffix(".png")
+        plot_events(frames, len(probs), m.label_hop_s, m.class_names, png_path, wav.name)
+    return RunResult(frames, len(probs), out_csv, png_path)
+
+
+def stream_through(runtime, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    streamer = runtime.stream()
+    hop = runtime.manifest.label_hop_samples
+    parts = [streamer.push(audio[:, i: i + hop], final=i + hop >= audio.shape[1]) for i in range(0, audio.shape[1], hop)]
+    return np.concatenate([p for p, _ in parts]), np.concatenate([d for _, d in parts])
+
+
+def plot_events(frames: Frames, n_frames: int, hop_s: float, classes: list[str], path: Path, title: str) -> None:
+    """Class activity over time and azimuth over time, one colour per class."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_c, ax_a) = plt.subplots(2, 1, figsize=(11, 6), sharex=True)
+    cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    for c, name in enumerate(classes):
+        pts = [(f * hop_s, d) for f, dets in frames.items() for d in dets if d.cls == c]
+        if not pts:
+            continue
+        t = np.array([p[0] for p in pts])
+        az = np.array([float(xyz_to_sph(np.array(p[1].xyz))[0]) for p in pts])
+        ax_c.scatter(t, np.full(len(t), c), marker="|", s=120, color=cmap(c % cmap.N))
+        ax_a.scatter(t, az, s=6, color=cmap(c % cmap.N), label=name)
+    ax_c.set_yticks(range(len(classes)), classes)
+    ax_c.set_ylim(-0.5, len(classes) - 0.5)
+    ax_c.set_title(f"{title}: detected events")
+    ax_a.set_ylabel("azimuth (deg)")
+    ax_a.set_ylim(-180, 180)
+    ax_a.set_xlabel("time (s)")
+    ax_a.set_xlim(0, max(n_frames * hop_s, hop_s))
+    if frames:
+        ax_a.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, markerscale=2, frameon=False)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)

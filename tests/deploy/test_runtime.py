@@ -1,0 +1,101 @@
+"""The Python runtime: whole clips in the bundle's windows, streaming, and input checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from at2seld_edge.data.synth import synthetic_scenes
+from at2seld_edge.deploy.runtime import RUNTIMES, SeldRuntime, choose_backend
+from at2seld_edge.deploy.bundle import load_bundle
+from at2seld_edge.errors import EdgeError
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return synthetic_scenes(1, 5.0, 11)[0]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_streaming_equals_whole_clip_for_a_causal_model(causal_bundle, scene, seed):
+    rt = SeldRuntime(causal_bundle, "onnxruntime")
+    audio = scene[:, : 4 * 24000 + 777]  # a ragged tail: its part-frame is dropped by both paths
+    probs, doa = rt.predict(audio)
+    stream = rt.stream()
+    rng = np.random.default_rng(seed)
+    got_p, got_d, i, emitted = [], [], 0, 0
+    while i < audio.shape[1]:
+        n = int(rng.integers(300, 7000))
+        p, d = stream.push(audio[:, i: i + n], final=i + n >= audio.shape[1])
+        i += n
+        emitted += len(p) > 0
+        got_p.append(p)
+        got_d.append(d)
+    got_p, got_d = np.concatenate(got_p), np.concatenate(got_d)
+    assert emitted >= 3  # frames came out along the way, not only at the end
+    assert got_p.shape == probs.shape == (40, 3, 13)
+    np.testing.assert_allclose(got_p, probs, atol=1e-5)
+    np.testing.assert_allclose(got_d, doa, atol=1e-5)
+
+
+def test_streaming_emits_after_the_lookahead(causal_bundle, scene):
+    rt = SeldRuntime(causal_bundle, "onnxruntime")
+    s = rt.manifest.stream
+    stream = rt.stream()
+    p, _ = stream.push(scene[:, : s.lookahead_samples + 2400])
+    assert len(p) == 1  # one whole frame plus the lookahead: that frame is final
+    p, _ = stream.push(scene[:, s.lookahead_samples + 2400: s.lookahead_samples + 2400 * 3])
+    assert len(p) == 2
+
+
+def test_non_causal_bundles_do_not_stream(fp32_bundle):
+    with pytest.raises(EdgeError, match="not causal"):
+        SeldRuntime(fp32_bundle, "onnxruntime").stream()
+
+
+def test_input_checks(fp32_bundle):
+    rt = SeldRuntime(fp32_bundle, "onnxruntime")
+    with pytest.raises(EdgeError, match="2 channels, the bundle expects 4"):
+        rt.predict(np.zeros((2, 24000), np.float32))
+    with pytest.raises(EdgeError, match="a multiple of 2400"):
+        rt.infer(np.zeros((1, 4, 2500), np.float32))
+    probs, doa = rt.predict(np.zeros((4, 2400 * 3 + 5), np.float32))
+    assert probs.shape == (3, 3, 8) and doa.shape == (3, 3, 8, 3)
+
+
+def test_backends_are_registered_and_auto_picks_onnxruntime_without_an_engine(fp32_bundle):
+    assert {"onnxruntime", "tensorrt"} <= set(RUNTIMES.names())
+    assert choose_backend(load_bundle(fp32_bundle), "auto") == "onnxruntime"
+    with pytest.raises(EdgeError, match="no TensorRT engine"):
+        SeldRuntime(fp32_bundle, "tensorrt")
+    with pytest.raises(EdgeError, match="unknown runtime backend 'tflite'"):
+        SeldRuntime(fp32_bundle, "tflite")
+
+
+def test_static_bundle_runs_clips_in_windows(tmp_path, scene):
+    from at2seld_edge.deploy.build import BuildOptions, build
+
+    out = tmp_path / "static"
+    build(BuildOptions(target="x86-cpu", precision="fp32", seconds=2.0, out=out), say=lambda m: None)
+    rt = SeldRuntime(out, "onnxruntime")
+    assert not rt.manifest.window.dynamic_time and rt.manifest.window.samples == 48000
+    with pytest.raises(EdgeError, match="takes 48000"):
+        rt.infer(np.zeros((1, 4, 24000), np.float32))
+    probs, _ = rt.predict(scene)
+    assert probs.shape == (50, 3, 8)
+    whole, _ = SeldRuntime(out, "onnxruntime").predict(scene[:, :48000])
+    np.testing.assert_allclose(probs[:20], whole, atol=1e-6)
+
+
+def test_run_file_streamed_equals_whole_file(causal_bundle, scene, tmp_path):
+    import soundfile as sf
+
+    from at2seld_edge.deploy.run import run_file
+
+    wav = tmp_path / "scene.wav"
+    sf.write(str(wav), scene.T, 24000, subtype="FLOAT")
+    rt = SeldRuntime(causal_bundle, "onnxruntime")
+    whole = run_file(rt, wav, tmp_path / "whole.csv", png=False)
+    streamed = run_file(rt, wav, tmp_path / "streamed.csv", png=False, stream=True)
+    assert whole.n_frames == streamed.n_frames == 50
+    assert (tmp_path / "whole.csv").read_text() == (tmp_path / "streamed.csv").read_text()
