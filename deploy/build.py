@@ -165,6 +165,8 @@ def build(opts: BuildOptions, say: Say = print) -> BuildResult:
     min_samples = hop if dynamic else samples
     label = cfg.name + ("-untrained" if opts.config is not None else "")
     out = Path(opts.out or Path("bundles") / f"{label}-{device.name}-{opts.precision}")
+    if out.exists() and not (out / "manifest.json").is_file() and any(out.iterdir()):
+        raise EdgeError(f"{out}: exists, is not empty and is not a bundle; give another --out")
     work = out.with_name(out.name + ".partial")
     if work.exists():
         shutil.rmtree(work)  # a killed build leaves nothing worth resuming: every step is minutes at most

@@ -122,6 +122,11 @@ def test_build_refusals_name_the_problem(tmp_path):
                       "(LayerNormalization, module cross_stitch)", "opset 16")
     assert not (tmp_path / "c").exists() and not (tmp_path / "c.partial").exists()
     assert_user_error(edge("build", "--target", "jetson-orin", "--precision", "int4"), 2, "--precision 'int4'")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    assert_user_error(edge("build", "--target", "jetson-orin", "--out", str(mine)), 1, "is not a bundle")
+    assert (mine / "notes.txt").read_text() == "keep"
 
 
 def test_tensorrt_8_5_target_exports_opset_16(tmp_path):
