@@ -466,6 +466,8 @@ def build_cmd(
     checkpoint: Optional[Path] = typer.Option(None, help="trained checkpoint (default: the embedded at2seld-nano "
                                               "trained on the synthetic set)"),
     config: Optional[str] = typer.Option(None, "--config", "-c", help="build an untrained preset instead (sizing only)"),
+    compressed: Optional[Path] = typer.Option(None, help="an edge compress output folder: its final checkpoint, and for "
+                                              "INT8 the modules its sensitivity analysis kept in floating point"),
     precision: str = typer.Option("fp16", help="fp32, fp16, int8 or best (INT8 + FP16)"),
     budget: str = typer.Option("realtime-100ms", "--budget", "-b", help="budget the profile is checked against"),
     dla: bool = typer.Option(False, "--dla", help="run what it can on DLA core 0, GPU fallback (needs --seconds)"),
@@ -475,7 +477,8 @@ def build_cmd(
     out_dir: Optional[Path] = typer.Option(None, "--out", help="bundle folder (default bundles/CONFIG-DEVICE-PRECISION)"),
     data: Optional[Path] = typer.Option(None, "--data", help="dataset spec for INT8 calibration (default: synthetic scenes)"),
     calib_clips: int = typer.Option(16, help="clips for INT8 calibration"),
-    calib_method: str = typer.Option("entropy", help="minmax, entropy or percentile"),
+    calib_method: Optional[str] = typer.Option(None, help="minmax, entropy or percentile (default: the compression "
+                                               "run's with --compressed, else entropy)"),
     tensorrt: Optional[str] = typer.Option(None, help="TensorRT version to lint and build for (default: the target's "
                                            "newest JetPack's)"),
     opset: Optional[int] = typer.Option(None, help="ONNX opset (default 17; 16 for TensorRT 8.5, which lacks LayerNormalization)"),
@@ -495,7 +498,7 @@ def build_cmd(
         from at2seld_edge.data.spec import load_dataset
 
         ds = load_dataset(data)
-    opts = BuildOptions(target, checkpoint, config, precision, budget, dla, seconds, out_dir, ds, calib_clips,
+    opts = BuildOptions(target, checkpoint, config, compressed, precision, budget, dla, seconds, out_dir, ds, calib_clips,
                         calib_method, tensorrt, opset, implicit_int8, engine)
     result = build(opts, say=lambda m: err.print(m, highlight=False, soft_wrap=True))
     m = result.manifest

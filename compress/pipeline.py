@@ -286,3 +286,38 @@ def write_report(report: CompressReport, work: Path) -> None:
     atomic_write_text(work / "compression_report.md", "\n\n".join(parts) + "\n")
     atomic_write_text(work / "compression_report.json", json.dumps(asdict(report), indent=2, default=float))
 
+
+
+# ----------------------------------------------------------------------------- reading the artifact
+
+
+@dataclass
+class CompressedModel:
+    """What `edge build --compressed` takes from an `edge compress` folder: the last stage's
+    checkpoint and which modules the sensitivity analysis kept in floating point."""
+
+    checkpoint: Path
+    float_modules: list[str] | None  # None: the run had no --int8
+    calib_method: str
+
+
+def read_compressed(folder: Path) -> CompressedModel:
+    report_path = folder / "compression_report.json"
+    if not report_path.is_file():
+        partial = folder.with_name(folder.name + ".partial")
+        hint = f" ({partial} holds an unfinished run: run edge compress again to finish it)" if partial.exists() else ""
+        raise EdgeError(f"{folder}: not an edge compress output (no compression_report.json){hint}")
+    try:
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+        int8, method = report["options"]["int8"], report["options"]["calib_method"]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise EdgeError(f"{report_path}: not a readable compression report ({type(e).__name__}: {e})") from None
+    for name in ("pruned_finetuned.pt", "pruned.pt"):
+        if (folder / name).is_file():
+            ckpt = folder / name
+            break
+    else:
+        ckpt = Path(report["manifest"]["source_checkpoint"])
+        if not ckpt.is_file():
+            raise EdgeError(f"{folder}: no pruned checkpoint, and its source checkpoint {ckpt} is gone")
+    return CompressedModel(ckpt, list(report.get("float_modules", [])) if int8 else None, method)

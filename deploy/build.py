@@ -13,7 +13,7 @@ from __future__ import annotations
 import shlex
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Callable
@@ -22,6 +22,7 @@ import numpy as np
 
 from at2seld_edge.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint, provenance
 from at2seld_edge.compress.fuse import fold_batchnorm
+from at2seld_edge.compress.pipeline import read_compressed
 from at2seld_edge.compress.quantize import (CALIBRATION_METHODS, calibrate, calibration_segments, quantizable_nodes,
                                             quantize_qdq, write_tensorrt_cache)
 from at2seld_edge.data.synth import DEFAULT_CLASSES, synthetic_scenes
@@ -56,6 +57,7 @@ class BuildOptions:
     target: str
     checkpoint: Path | None = None
     config: str | None = None  # an untrained model of this preset (sizing before training)
+    compressed: Path | None = None  # an `edge compress` folder: its checkpoint and its INT8 module choice
     precision: str = "fp16"
     budget: str = "realtime-100ms"
     dla: bool = False
@@ -63,7 +65,7 @@ class BuildOptions:
     out: Path | None = None
     data: object | None = None  # a Dataset for INT8 calibration; None: synthetic scenes
     calib_clips: int = 16
-    calib_method: str = "entropy"
+    calib_method: str | None = None  # None: the compression run's, else entropy
     tensorrt: str | None = None  # TensorRT version to lint (and build) for; None: the target's newest
     opset: int | None = None
     implicit_int8: bool = False  # TensorRT 8.x: engine from FP32 + calibration cache
@@ -125,6 +127,17 @@ def _validate(opts: BuildOptions, device: DeviceSpec) -> None:
 def build(opts: BuildOptions, say: Say = print) -> BuildResult:
     device = load_device(opts.target)
     budget = load_budget(opts.budget)
+    if sum(x is not None for x in (opts.checkpoint, opts.config, opts.compressed)) > 1:
+        raise EdgeError("give one of --checkpoint, --config, --compressed", ErrorKind.USAGE)
+    keep_float = {"frontend"}  # the DSP front-end always stays float
+    if opts.compressed is not None:
+        compressed = read_compressed(opts.compressed)
+        opts = replace(opts, checkpoint=compressed.checkpoint, calib_method=opts.calib_method or compressed.calib_method)
+        if compressed.float_modules is not None:
+            keep_float |= set(compressed.float_modules)
+            say(f"    from {opts.compressed}: {compressed.checkpoint.name}; its sensitivity analysis keeps "
+                f"{', '.join(sorted(keep_float))} in floating point")
+    opts = replace(opts, calib_method=opts.calib_method or "entropy")
     _validate(opts, device)
     trt_version = target_tensorrt(device, opts.tensorrt)
     rules = rules_for(trt_version)
@@ -141,8 +154,6 @@ def build(opts: BuildOptions, say: Say = print) -> BuildResult:
         say(f"[{len(steps)}] {name}: {text} ({seconds:.1f} s)")
         return result
 
-    if opts.checkpoint is not None and opts.config is not None:
-        raise EdgeError("give --checkpoint or --config, not both", ErrorKind.USAGE)
     if opts.config is not None:
         ckpt_path = f"untrained {opts.config}"
         ckpt = step("load", lambda: _untrained(opts.config),
@@ -173,7 +184,7 @@ def build(opts: BuildOptions, say: Say = print) -> BuildResult:
     work.mkdir(parents=True)
     try:
         result = _build(opts, device, budget, trt_version, opset, ckpt, ckpt_path, model, samples, min_samples,
-                        max_samples, dynamic, work, step, notes, say)
+                        max_samples, dynamic, work, step, notes, say, keep_float)
         extras = {k: result.pop(k) for k in ("_lint", "_verify", "_checks")}
         write_manifest(work, {**result, "steps": steps})
         publish(work, out)
@@ -185,7 +196,7 @@ def build(opts: BuildOptions, say: Say = print) -> BuildResult:
 
 
 def _build(opts, device, budget, trt_version, opset, ckpt, ckpt_path, model, samples, min_samples, max_samples,
-           dynamic, work: Path, step, notes, say) -> dict:
+           dynamic, work: Path, step, notes, say, keep_float: set[str]) -> dict:
     cfg = model.config
     precision = opts.precision
     fused, folds = step("fusion", lambda: fold_batchnorm(model), lambda r: f"{r[1]} BatchNorm layers folded into convs")
@@ -201,8 +212,8 @@ def _build(opts, device, budget, trt_version, opset, ckpt, ckpt_path, model, sam
     model_name, calib_name = fp32_name, None
     if precision in ("int8", "best"):
         seg = max(samples, 40 * cfg.audio.label_hop_samples) if dynamic else samples
-        model_name, calib_name, _ = step("int8", lambda: _quantize(opts, cfg, work / fp32_name, seg, work, say),
-                                         lambda r: f"Q/DQ graph {r[0]} (all but the front-end's DSP), ranges "
+        model_name, calib_name, _ = step("int8", lambda: _quantize(opts, work / fp32_name, seg, work, keep_float),
+                                         lambda r: f"Q/DQ graph {r[0]} (float: {', '.join(sorted(keep_float))}), ranges "
                                                    f"({opts.calib_method}) from {r[2]}, TensorRT calibration cache {r[1]}")
         if opts.implicit_int8:
             notes.append("--implicit-int8: the engine is built from the FP32 graph with the calibration cache "
@@ -264,7 +275,8 @@ def _build(opts, device, budget, trt_version, opset, ckpt, ckpt_path, model, sam
     return {**manifest, "_lint": lint, "_verify": report, "_checks": checks}
 
 
-def _quantize(opts: BuildOptions, cfg, fp32: Path, segment_samples: int, work: Path, say: Say) -> tuple[str, str, str]:
+def _quantize(opts: BuildOptions, fp32: Path, segment_samples: int, work: Path,
+              keep_float: set[str]) -> tuple[str, str, str]:
     if opts.data is not None:
         from at2seld_edge.data.dataset import read_audio
 
@@ -280,7 +292,7 @@ def _quantize(opts: BuildOptions, cfg, fp32: Path, segment_samples: int, work: P
     ranges = calibrate(fp32, segments, opts.calib_method)
     write_tensorrt_cache(ranges, work / "calibration.cache")
     groups = quantizable_nodes(fp32)
-    nodes = [n for m, ns in groups.items() if m != "frontend" for n in ns]
+    nodes = [n for m, ns in groups.items() if m not in keep_float for n in ns]
     quantize_qdq(fp32, work / "model.int8.onnx", ranges, nodes)
     return "model.int8.onnx", "calibration.cache", source
 

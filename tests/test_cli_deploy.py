@@ -147,3 +147,31 @@ def test_int8_bundle_calibrated_on_a_dataset_verifies(synth, tmp_path):
     assert (out / "calibration.cache").read_text().startswith("TRT-")
     r = edge("verify", "--bundle", str(out), "--backend", "onnxruntime")
     assert r.returncode == 0, r.stderr
+
+
+def test_build_from_a_compression_folder_keeps_its_float_modules(tmp_path):
+    from at2seld_edge.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+    from at2seld_edge.onnx_export import module_of_node
+
+    comp = tmp_path / "comp"
+    comp.mkdir()
+    ckpt = load_checkpoint(default_checkpoint())
+    save_checkpoint(comp / "pruned_finetuned.pt", model_from_checkpoint(ckpt), ckpt.classes, ckpt.thresholds)
+    (comp / "compression_report.json").write_text(json.dumps({
+        "manifest": {"source_checkpoint": str(default_checkpoint())},
+        "options": {"int8": True, "calib_method": "minmax"}, "float_modules": ["frontend", "track_transformer"]}))
+    out = tmp_path / "bundle"
+    r = edge("build", "--target", "jetson-orin", "--compressed", str(comp), "--precision", "int8", "--calib-clips", "4",
+             "--no-engine", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    text = " ".join(r.stderr.split())
+    assert "float: frontend, track_transformer" in text and "ranges (minmax)" in text
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["source_checkpoint"] == str(comp / "pruned_finetuned.pt")
+    import onnx
+
+    quantized = {module_of_node(n.name) for n in onnx.load(str(out / "model.int8.onnx")).graph.node
+                 if n.op_type == "QuantizeLinear"}
+    assert "backbone" in quantized and not quantized & {"frontend", "track_transformer"}
+    assert_user_error(edge("build", "--target", "jetson-orin", "--compressed", str(tmp_path)), 1,
+                      "not an edge compress output")
