@@ -13,7 +13,7 @@ from __future__ import annotations
 import shlex
 import shutil
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Callable
@@ -23,8 +23,9 @@ import numpy as np
 from at2seld_edge.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint, provenance
 from at2seld_edge.compress.fuse import fold_batchnorm
 from at2seld_edge.compress.pipeline import read_compressed
-from at2seld_edge.compress.quantize import (CALIBRATION_METHODS, calibrate, calibration_segments, quantizable_nodes,
-                                            quantize_qdq, write_tensorrt_cache)
+from at2seld_edge.compress.quantize import (CALIBRATION_METHODS, MIN_CALIBRATION_CLIPS, calibrate,
+                                            calibration_segments, quantizable_nodes, quantize_qdq,
+                                            write_tensorrt_cache)
 from at2seld_edge.data.synth import DEFAULT_CLASSES, synthetic_scenes
 from at2seld_edge.errors import EdgeError, ErrorKind
 from at2seld_edge.io import atomic_write_text
@@ -120,8 +121,8 @@ def _validate(opts: BuildOptions, device: DeviceSpec) -> None:
             raise EdgeError("--dla: DLA needs static shapes; give --seconds", ErrorKind.USAGE)
     if opts.implicit_int8 and opts.precision not in ("int8", "best"):
         raise EdgeError("--implicit-int8 goes with --precision int8 or best", ErrorKind.USAGE)
-    if opts.calib_clips < 4:
-        raise EdgeError(f"--calib-clips {opts.calib_clips}: at least 4", ErrorKind.USAGE)
+    if opts.calib_clips < MIN_CALIBRATION_CLIPS:
+        raise EdgeError(f"--calib-clips {opts.calib_clips}: at least {MIN_CALIBRATION_CLIPS}", ErrorKind.USAGE)
 
 
 def build(opts: BuildOptions, say: Say = print) -> BuildResult:
@@ -183,20 +184,21 @@ def build(opts: BuildOptions, say: Say = print) -> BuildResult:
         shutil.rmtree(work)  # a killed build leaves nothing worth resuming: every step is minutes at most
     work.mkdir(parents=True)
     try:
-        result = _build(opts, device, budget, trt_version, opset, ckpt, ckpt_path, model, samples, min_samples,
-                        max_samples, dynamic, work, step, notes, say, keep_float)
-        extras = {k: result.pop(k) for k in ("_lint", "_verify", "_checks")}
-        write_manifest(work, {**result, "steps": steps})
+        manifest, lint, report, checks = _build(opts, device, budget, trt_version, opset, ckpt, ckpt_path, model,
+                                                samples, min_samples, max_samples, dynamic, work, step, notes, say,
+                                                keep_float)
+        write_manifest(work, {**manifest, "steps": steps})
         publish(work, out)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
     bundle = load_bundle(out)  # the integrity check a device will make
-    return BuildResult(out, bundle.manifest, extras["_lint"], extras["_verify"], extras["_checks"], notes)
+    return BuildResult(out, bundle.manifest, lint, report, checks, notes)
 
 
 def _build(opts, device, budget, trt_version, opset, ckpt, ckpt_path, model, samples, min_samples, max_samples,
-           dynamic, work: Path, step, notes, say, keep_float: set[str]) -> dict:
+           dynamic, work: Path, step, notes, say, keep_float: set[str]) -> tuple[dict, object, object, list]:
+    """The steps after loading; returns the manifest (less its steps) and the lint, verify and budget results."""
     cfg = model.config
     precision = opts.precision
     fused, folds = step("fusion", lambda: fold_batchnorm(model), lambda r: f"{r[1]} BatchNorm layers folded into convs")
@@ -204,11 +206,10 @@ def _build(opts, device, budget, trt_version, opset, ckpt, ckpt_path, model, sam
     extra = {"source_checkpoint": str(ckpt_path), "source_checkpoint_sha256": ckpt_sha, "classes": ckpt.classes,
              "batchnorm_folded": folds}
     fp32_name = "model.fp32.onnx"
-    exp = step("export", lambda: export_onnx(fused, work / fp32_name, seconds=samples / cfg.audio.sample_rate,
+    step("export", lambda: export_onnx(fused, work / fp32_name, seconds=samples / cfg.audio.sample_rate,
                                              dynamic_time=dynamic, opset=opset, manifest_extra=extra),
                lambda r: f"opset {opset}, {'dynamic' if dynamic else 'static'} time; ONNX Runtime vs PyTorch max abs "
                          f"diff {max(r.max_abs_diff.values()):.2e}")
-    del exp
     model_name, calib_name = fp32_name, None
     if precision in ("int8", "best"):
         seg = max(samples, 40 * cfg.audio.label_hop_samples) if dynamic else samples
@@ -223,9 +224,7 @@ def _build(opts, device, budget, trt_version, opset, ckpt, ckpt_path, model, sam
         se = step("streaming graphs", lambda: export_stream_graphs(fused, work, opset),
                   lambda s: f"encoder context {s.context_samples} / lookahead {s.lookahead_samples} samples, "
                             f"GRU state {s.state_shape}")
-        stream = {"encoder": se.encoder, "decoder": se.decoder, "context_samples": se.context_samples,
-                  "lookahead_samples": se.lookahead_samples, "hop_samples": cfg.audio.label_hop_samples,
-                  "state_shape": se.state_shape}
+        stream = {**asdict(se), "hop_samples": cfg.audio.label_hop_samples}
     lint_precision = "int8" if precision in ("int8", "best") else precision
     engine_graph = fp32_name if opts.implicit_int8 else model_name
     lint = step("tensorrt lint", lambda: lint_onnx(work / engine_graph, trt_version, opts.dla, lint_precision),
@@ -241,7 +240,7 @@ def _build(opts, device, budget, trt_version, opset, ckpt, ckpt_path, model, sam
                                     DEFAULT_CLASSES)
     step("golden", lambda: write_golden(model, golden_audio, work / "golden.npz"),
          lambda r: f"{GOLDEN_INPUTS} synthetic FOA scenes of {samples} samples through the PyTorch FP32 model")
-    manifest = _manifest(opts, device, trt_version, ckpt, ckpt_path, cfg, model_name, samples, min_samples,
+    manifest = _manifest(opts, device, trt_version, ckpt, ckpt_path, ckpt_sha, cfg, model_name, samples, min_samples,
                          max_samples, dynamic, stream, calib_name, precision)
     write_manifest(work, manifest)  # provisional, so the runtime can verify the unfinished bundle
 
@@ -272,7 +271,7 @@ def _build(opts, device, budget, trt_version, opset, ckpt, ckpt_path, model, sam
         manifest["engine"] = step("engine", lambda: _engine(opts, device, work, engine_graph, calib_name, precision,
                                                             samples, min_samples, max_samples, gpu),
                                   lambda e: f"TensorRT {e['tensorrt_version']} on {e['gpu_name']}")
-    return {**manifest, "_lint": lint, "_verify": report, "_checks": checks}
+    return manifest, lint, report, checks
 
 
 def _quantize(opts: BuildOptions, fp32: Path, segment_samples: int, work: Path,
@@ -297,7 +296,7 @@ def _quantize(opts: BuildOptions, fp32: Path, segment_samples: int, work: Path,
     return "model.int8.onnx", "calibration.cache", source
 
 
-def _manifest(opts, device, trt_version, ckpt, ckpt_path, cfg, model_name, samples, min_samples, max_samples,
+def _manifest(opts, device, trt_version, ckpt, ckpt_path, ckpt_sha, cfg, model_name, samples, min_samples, max_samples,
               dynamic, stream, calib_name, precision) -> dict:
     t = "frames" if dynamic else samples // cfg.audio.label_hop_samples
     n, c = cfg.heads.n_tracks, cfg.num_classes
@@ -314,7 +313,7 @@ def _manifest(opts, device, trt_version, ckpt, ckpt_path, cfg, model_name, sampl
         "causal": cfg.smoother.causal, "stream": stream,
         "class_names": list(ckpt.classes), "thresholds": [float(x) for x in ckpt.thresholds],
         "config_name": cfg.name, "config_fingerprint": cfg.fingerprint(),
-        "source_checkpoint": str(ckpt_path), "source_checkpoint_sha256": ckpt.sha256(),
+        "source_checkpoint": str(ckpt_path), "source_checkpoint_sha256": ckpt_sha,
         "calibration_cache": calib_name, "golden": "golden.npz", "tolerances": TOLERANCES[precision],
         "build_script": "build_engine.sh",
     }

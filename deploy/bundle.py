@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import at2seld_edge
@@ -163,9 +164,7 @@ class Bundle:
         return self.root / name
 
     @property
-    def thresholds(self):
-        import numpy as np
-
+    def thresholds(self) -> np.ndarray:
         return np.asarray(self.manifest.thresholds, dtype=np.float32)
 
 
