@@ -14,11 +14,14 @@ class LatencyStats:
     median_ms: float
     p95_ms: float
     runs: int
+    p99_ms: float = float("nan")
+    mean_ms: float = float("nan")
 
     @classmethod
     def of(cls, samples_ms: Sequence[float]) -> "LatencyStats":
         a = np.asarray(samples_ms, dtype=np.float64)
-        return cls(float(np.median(a)), float(np.percentile(a, 95)), len(a))
+        return cls(float(np.median(a)), float(np.percentile(a, 95)), len(a), float(np.percentile(a, 99)),
+                   float(a.mean()))
 
 
 def time_runs(fn: Callable[[], object], warmup: int, runs: int) -> list[float]:

@@ -21,7 +21,7 @@ import numpy as np
 
 from at2seld_edge.checkpoint import provenance
 from at2seld_edge.io import atomic_write_text, markdown_table
-from at2seld_edge.timing import time_runs
+from at2seld_edge.timing import LatencyStats, time_runs
 
 _POWER = re.compile(r"\b([A-Z][A-Z0-9_]*) (\d+)mW/(\d+)mW")  # tegrastats: "VDD_IN 5124mW/5124mW"
 
@@ -120,28 +120,14 @@ def _device_memory_mb() -> float | None:
 
 
 @dataclass
-class Latency:
-    median_ms: float
-    p95_ms: float
-    p99_ms: float
-    mean_ms: float
-    runs: int
-
-    @classmethod
-    def of(cls, samples: list[float]) -> "Latency":
-        a = np.asarray(samples)
-        return cls(float(np.median(a)), float(np.percentile(a, 95)), float(np.percentile(a, 99)), float(a.mean()), len(a))
-
-
-@dataclass
 class BenchReport:
     bundle: str
     backend: str
     precision: str
     window_s: float
     hop_s: float
-    window: Latency
-    stream_hop: Latency | None
+    window: LatencyStats
+    stream_hop: LatencyStats | None
     throughput_windows_per_s: float
     audio_seconds_per_s: float
     rtf_window: float
@@ -153,7 +139,7 @@ class BenchReport:
     machine: dict = field(default_factory=dict)
 
     def rows(self) -> list[list[str]]:
-        def lat(name, x: Latency):
+        def lat(name, x: LatencyStats):
             return [name, f"{x.median_ms:.2f}", f"{x.p95_ms:.2f}", f"{x.p99_ms:.2f}", f"{x.mean_ms:.2f}", str(x.runs)]
         rows = [lat(f"window ({self.window_s:g} s) = per hop, sliding window", self.window)]
         if self.stream_hop is not None:
@@ -198,11 +184,11 @@ def bench(runtime, iterations: int = 100, warmup: int = 10) -> BenchReport:
             streamer.push(np.zeros((4, m.stream.context_samples + m.stream.lookahead_samples), np.float32))
             piece = audio[0, :, :hop]
             stream_times = time_runs(lambda: streamer.push(piece), warmup, iterations)
-    window = Latency.of(times)
+    window = LatencyStats.of(times)
     rss, peak = _rss_mb()
     return BenchReport(
         str(runtime.bundle.root), runtime.session.name, m.precision, window_s, m.label_hop_s, window,
-        Latency.of(stream_times) if stream_times else None,
+        LatencyStats.of(stream_times) if stream_times else None,
         1000.0 / window.median_ms, window_s * 1000.0 / window.median_ms, window.median_ms / 1000.0 / window_s,
         window.median_ms / 1000.0 / m.label_hop_s, rss, peak, _device_memory_mb(), power.summary(),
         {"machine": platform.machine(), "processor": platform.processor(), "system": platform.platform()},

@@ -14,6 +14,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from at2seld_edge.errors import EdgeError, ErrorKind
+from at2seld_edge.evaluation.decode import sigmoid
 from at2seld_edge.registry import Registry
 from at2seld_edge.deploy.bundle import Bundle, load_bundle
 from at2seld_edge.deploy.engine import check_engine_compatible, tensorrt_available
@@ -141,7 +142,7 @@ class SeldRuntime:
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return (1.0 / (1.0 + np.exp(-x.astype(np.float64)))).astype(np.float32)
+    return sigmoid(x).astype(np.float32)
 
 
 class Streamer:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from at2seld_edge.evaluation.decode import sigmoid
 from at2seld_edge.evaluation.metrics import angular_distance
 from at2seld_edge.io import atomic_path, markdown_table
 from at2seld_edge.model import OUTPUT_NAMES
@@ -59,8 +60,8 @@ class Comparison:
 def compare(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], thresholds: np.ndarray, tol: dict,
             index: int = 0) -> Comparison:
     """One golden input: the backend's outputs against the reference's, under `tol`."""
-    ref_on = 1 / (1 + np.exp(-ref["sed_logits"].astype(np.float64))) > thresholds
-    got_on = 1 / (1 + np.exp(-got["sed_logits"].astype(np.float64))) > thresholds
+    ref_on = sigmoid(ref["sed_logits"]) > thresholds
+    got_on = sigmoid(got["sed_logits"]) > thresholds
     err = angular_distance(got["doa"][ref_on], ref["doa"][ref_on]) if ref_on.any() else np.zeros(1)
     c = Comparison(index, float(np.abs(got["sed_logits"] - ref["sed_logits"]).max()),
                    float(np.abs(got["doa"] - ref["doa"]).max()), float((ref_on == got_on).mean()),

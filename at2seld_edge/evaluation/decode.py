@@ -16,6 +16,11 @@ MERGE_DEG = 15.0  # same-class tracks closer than this are one source (duplicate
 MAX_WINDOW_S = 60.0  # long recordings are run in windows of at most this length
 
 
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Logits -> probabilities in float64 (no overflow warning, exact enough to compare with a threshold)."""
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
+
+
 def predict_clip(model: torch.nn.Module, audio: np.ndarray, label_hop: int) -> tuple[np.ndarray, np.ndarray]:
     """audio (4, samples) -> SED probabilities (T, N, C) and DOA vectors (T, N, C, 3)."""
     n_frames = audio.shape[1] // label_hop
