@@ -1,0 +1,159 @@
+#include "contract.hpp"
+
+#include <onnx/onnx_pb.h>
+
+#include <cmath>
+#include <fstream>
+#include <set>
+
+#include "npz.hpp"
+#include "util.hpp"
+
+namespace fs = std::filesystem;
+
+namespace at2seld::detail {
+namespace {
+
+const std::map<std::string, int> kOnnxDtypes = {{"float32", 1}, {"float16", 10}, {"int64", 7}, {"int32", 6}};
+
+std::string py_list(const std::vector<std::string>& names) {
+  std::string out = "[";
+  for (size_t i = 0; i < names.size(); ++i) out += (i ? ", " : "") + py_repr(names[i]);
+  return out + "]";
+}
+
+std::string dim_repr(const Dim& d) { return d.size < 0 ? py_repr(d.symbol) : std::to_string(d.size); }
+
+std::vector<std::string> io_problems(const std::string& graph, const std::string& kind,
+                                     const std::vector<const onnx::ValueInfoProto*>& values,
+                                     const std::vector<TensorSpec>& specs) {
+  std::vector<std::string> got, want;
+  for (const auto* v : values) got.push_back(v->name());
+  for (const TensorSpec& s : specs) want.push_back(s.name);
+  if (got != want) return {graph + ": " + kind + "s " + py_list(got) + ", the manifest says " + py_list(want)};
+  std::vector<std::string> problems;
+  for (size_t k = 0; k < values.size(); ++k) {
+    const auto& t = values[k]->type().tensor_type();
+    const TensorSpec& spec = specs[k];
+    const std::string& name = values[k]->name();
+    if (t.elem_type() != kOnnxDtypes.at(spec.dtype)) {
+      problems.push_back(format("%s: %s %s has element type %d, the manifest says %s", graph.c_str(), kind.c_str(),
+                                name.c_str(), t.elem_type(), spec.dtype.c_str()));
+    }
+    if (t.shape().dim_size() != static_cast<int>(spec.shape.size())) {
+      problems.push_back(format("%s: %s %s has rank %d, the manifest says %zu", graph.c_str(), kind.c_str(),
+                                name.c_str(), t.shape().dim_size(), spec.shape.size()));
+      continue;
+    }
+    for (int i = 0; i < t.shape().dim_size(); ++i) {
+      const auto& d = t.shape().dim(i);
+      const Dim& s = spec.shape[static_cast<size_t>(i)];
+      if (d.has_dim_value() && (s.size < 0 || d.dim_value() != s.size)) {
+        problems.push_back(format("%s: %s %s axis %d is %lld in the graph, %s in the manifest", graph.c_str(),
+                                  kind.c_str(), name.c_str(), i, static_cast<long long>(d.dim_value()),
+                                  dim_repr(s).c_str()));
+      }
+    }
+  }
+  return problems;
+}
+
+// `m` null: only that the graph parses and is self-contained.
+std::vector<std::string> graph_problems(const fs::path& root, const std::string& name, const Manifest* m) {
+  onnx::ModelProto model;
+  std::ifstream in(root / name, std::ios::binary);
+  if (!in || !model.ParseFromIstream(&in)) return {name + ": not a readable ONNX model (DecodeError)"};
+  const auto& g = model.graph();
+  std::set<std::string> init;
+  for (const auto& t : g.initializer()) {
+    if (t.data_location() == onnx::TensorProto::EXTERNAL) {
+      return {name + ": its weights point to external data files; a bundle's graphs hold their own weights"};
+    }
+    init.insert(t.name());
+  }
+  if (!m) return {};
+  std::vector<const onnx::ValueInfoProto*> inputs, outputs;
+  for (const auto& v : g.input()) {
+    if (!init.count(v.name())) inputs.push_back(&v);
+  }
+  for (const auto& v : g.output()) outputs.push_back(&v);
+  auto problems = io_problems(name, "input", inputs, m->inputs);
+  auto more = io_problems(name, "output", outputs, m->outputs);
+  problems.insert(problems.end(), more.begin(), more.end());
+  bool has_qdq = false;
+  for (const auto& n : g.node()) has_qdq = has_qdq || n.op_type() == "QuantizeLinear" || n.op_type() == "DequantizeLinear";
+  if ((m->precision == "int8" || m->precision == "best") && !has_qdq) {
+    problems.push_back(name + ": the manifest says " + m->precision +
+                       ", but the graph has no QuantizeLinear/DequantizeLinear nodes");
+  } else if ((m->precision == "fp32" || m->precision == "fp16") && has_qdq) {
+    problems.push_back(name + ": the manifest says " + m->precision + ", but the graph is quantized (Q/DQ nodes)");
+  }
+  return problems;
+}
+
+std::vector<std::string> golden_problems(const fs::path& path, const Manifest& m) {
+  const std::string name = path.filename().string();
+  std::map<std::string, NpyArray> arrays;
+  try {
+    arrays = read_npz(path, false);
+  } catch (const Error& e) {
+    return {name + ": not a readable .npz (" + e.what() + ")"};
+  }
+  std::vector<std::string> keys;
+  for (const auto& [key, a] : arrays) keys.push_back(key);
+  if (keys != std::vector<std::string>{"audio", "doa", "sed_logits"}) {
+    return {name + ": arrays " + py_list(keys) + ", expected ['audio', 'doa', 'sed_logits']"};
+  }
+  for (const auto& [key, a] : arrays) {
+    if (a.dtype == "object") return {name + ": not a golden file: it holds pickled objects (refused)"};
+  }
+  const NpyArray& audio = arrays["audio"];
+  if (audio.dtype != "float32" || audio.shape.size() != 3 || audio.shape[1] != 4 || audio.shape[0] == 0) {
+    return {name + ": audio is " + audio.dtype + " " + audio.shape_text() + ", expected float32 (inputs, 4, samples)"};
+  }
+  const Window& w = m.window;
+  const int64_t n = audio.shape[2], hop = m.label_hop_samples;
+  if (n % hop || n < w.min_samples || n > w.max_samples || (!w.dynamic_time && n != w.samples)) {
+    return {format("%s: inputs of %lld samples do not fit the window the manifest gives", name.c_str(),
+                   static_cast<long long>(n))};
+  }
+  const Dim tracks = m.outputs[0].shape[2];
+  const int64_t classes = static_cast<int64_t>(m.class_names.size()), t = n / hop, count = audio.shape[0];
+  std::vector<std::string> problems;
+  for (const char* key : {"sed_logits", "doa"}) {
+    const NpyArray& a = arrays[key];
+    std::vector<Dim> want = {{count, ""}, {t, ""}, tracks, {classes, ""}};
+    if (std::string(key) == "doa") want.push_back({3, ""});
+    bool ok = a.dtype == "float32" && a.shape.size() == want.size();
+    std::string expected = "(";
+    for (size_t i = 0; i < want.size(); ++i) {
+      ok = ok && (want[i].size < 0 || a.shape[i] == want[i].size);
+      expected += (i ? ", " : "") + dim_repr(want[i]);
+    }
+    if (!ok) problems.push_back(name + ": " + key + " is " + a.dtype + " " + a.shape_text() + ", expected float32 " + expected + ")");
+  }
+  if (problems.empty()) {
+    for (const auto& [key, a] : read_npz(path, true)) {
+      for (float x : a.data) {
+        if (!std::isfinite(x)) return {name + ": holds NaN or Inf"};
+      }
+    }
+  }
+  return problems;
+}
+
+}  // namespace
+
+std::vector<std::string> contract_problems(const fs::path& root, const Manifest& m,
+                                           const std::vector<std::string>& stream_graphs) {
+  auto problems = graph_problems(root, m.model, &m);
+  for (const std::string& g : stream_graphs) {
+    auto more = graph_problems(root, g, nullptr);
+    problems.insert(problems.end(), more.begin(), more.end());
+  }
+  auto golden = golden_problems(root / m.golden, m);
+  problems.insert(problems.end(), golden.begin(), golden.end());
+  return problems;
+}
+
+}  // namespace at2seld::detail

@@ -1,0 +1,19 @@
+// Does a bundle's manifest describe its files (deploy/contract.py)? The ONNX graphs' inputs and
+// outputs (names, ranks, element types, static dims), Q/DQ nodes exactly when the precision is
+// INT8, graphs that hold their own weights, golden arrays of the promised shapes; read with
+// Debian's libonnx protobuf classes and libzip, before anything in the bundle runs.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "at2seld/runtime.hpp"
+
+namespace at2seld::detail {
+
+// `stream_graphs`: the stream encoder and decoder files, checked only for parsing.
+std::vector<std::string> contract_problems(const std::filesystem::path& root, const Manifest& m,
+                                           const std::vector<std::string>& stream_graphs);
+
+}  // namespace at2seld::detail
