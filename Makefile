@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# The CPU wheel first, so nothing below can pull a CUDA build of torch.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,rtx]'
 	touch $(STAMP)
 
 main: $(STAMP)
@@ -21,9 +21,12 @@ main: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+	$(MAKE) --no-print-directory cpp-test
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+include deploy/cpp/cpp.mk

@@ -13,47 +13,50 @@ from rich.console import Console
 from rich.table import Table
 
 from at2seld_edge.config import DEFAULT_PRESET, load_config, preset_names
-from at2seld_edge.errors import EdgeError, ErrorKind
+from at2seld_edge.errors import EXIT_CODES, EdgeError, ErrorKind
+from at2seld_edge.options import Int8Limits
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="Put an AT2SELD SELD model on a Jetson-class GPU, inside a budget, with proof.")
+def _version(value: bool) -> None:
+    if value:
+        import at2seld_edge
+
+        print(f"at2seld-edge {at2seld_edge.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print the toolkit's version and exit")) -> None:
+    """Put an AT2SELD SELD model on a Jetson-class GPU, inside a budget, with proof."""
+
+
 model_app = typer.Typer(no_args_is_help=True, help="Inspect model presets.")
 app.add_typer(model_app, name="model")
 data_app = typer.Typer(no_args_is_help=True, help="Datasets: synthesize the default one, check a spec.")
 app.add_typer(data_app, name="data")
 
-out = Console()
-err = Console(stderr=True)
+# Piped or logged output is not cut at 80 columns: tables keep every figure (a terminal's own width rules there).
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 CONFIG_HELP = f"preset name ({', '.join(preset_names())}) or path to a YAML config"
+DEFAULT_CALIBRATION_CLIPS = 16  # compress.quantize.DEFAULT_CALIBRATION_CLIPS (checked by a test), kept import-light
+DEFAULT_CALIBRATION_METHOD = "percentile"  # likewise
+INT8 = Int8Limits()
+INT8_HELP = {
+    "agreement": "INT8 must agree with the FP32 model on at least this fraction of SED decisions (golden check; "
+                 "edge compress and edge build alike)",
+    "mean": "largest mean DOA error (degrees) INT8 may add on the tracks the FP32 model calls active",
+    "p95": "largest 95th-percentile DOA error (degrees) INT8 may add",
+}
 
 
 def _load_model(config: Optional[str], checkpoint: Optional[Path], backbone_weights: Optional[Path]):
-    """The model named by --config/--checkpoint, with official backbone weights if given."""
-    from at2seld_edge.checkpoint import load_checkpoint, model_from_checkpoint
-    from at2seld_edge.model import build_model
-    from at2seld_edge.model.backbones.official_weights import load_official_checkpoint
+    from at2seld_edge.checkpoint import load_model
 
-    manifest: dict = {}
-    if checkpoint is not None:
-        ckpt = load_checkpoint(checkpoint)
-        if config is not None:
-            wanted = load_config(config)
-            if wanted.fingerprint() != ckpt.config.fingerprint():
-                raise EdgeError(
-                    f"{checkpoint}: made with config {ckpt.config.name!r}, which differs from --config {config}; "
-                    "leave out --config to use the checkpoint's own"
-                )
-        model = model_from_checkpoint(ckpt)
-        manifest.update(source_checkpoint=str(checkpoint), source_checkpoint_sha256=ckpt.sha256(),
-                        classes=ckpt.classes, thresholds=ckpt.thresholds)
-    else:
-        model = build_model(load_config(config or DEFAULT_PRESET))
-    if backbone_weights is not None:
-        report = load_official_checkpoint(model.backbone, backbone_weights)
-        err.print(report.summary())
-        manifest["backbone_weights"] = str(backbone_weights)
-    return model, manifest
+    return load_model(config, checkpoint, backbone_weights, say=lambda m: err.print(m, highlight=False))
 
 
 @model_app.command("summary")
@@ -148,18 +151,24 @@ def data_check(
     data: Path = typer.Option(..., "--data", help="dataset spec YAML"),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="list bad clips instead of stopping at the first"),
 ) -> None:
-    """Read every split of a dataset spec and report clip counts, events and problems."""
+    """Read every split of a dataset spec, every sample included: clip counts, events and problems."""
     from at2seld_edge.data.spec import load_dataset
 
     ds = load_dataset(data)
-    for split in ds.spec.splits:
-        skipped: list[str] = []
-        clips = ds.clips(split, skip_bad, skipped)
-        events = sum(len(c.events) for c in clips)
-        out.print(f"{split}: {len(clips)} clips, {sum(c.samples for c in clips) / ds.spec.sample_rate / 60:.1f} min, "
-                  f"{events} event-frames")
-        for s in skipped:
-            out.print(f"  skipped: {s}", highlight=False)
+    with err.status("reading every clip ...") as status:
+        count = [0]
+
+        def tick() -> None:
+            count[0] += 1
+            status.update(f"reading every clip ... {count[0]}")
+
+        report = ds.check(skip_bad, tick)
+    for split, s in report.splits.items():
+        out.print(f"{split}: {s.clips} clips, {s.seconds / 60:.1f} min, {s.event_frames} event-frames")
+    for s in report.skipped:
+        out.print(f"  skipped: {s}", highlight=False)
+    for w in report.warnings:
+        out.print(f"warning: {w}", highlight=False)
 
 
 def _progress_reporter(progress):
@@ -221,29 +230,44 @@ def train_cmd(
 @app.command("evaluate")
 def evaluate_cmd(
     checkpoint: Optional[Path] = typer.Option(None, help="checkpoint to evaluate on --data"),
-    data: Optional[Path] = typer.Option(None, "--data", help="dataset spec YAML"),
-    split: str = typer.Option("test", help="split to evaluate"),
+    data: Optional[Path] = typer.Option(None, "--data", help="dataset spec YAML (its classes, format, references "
+                                        "and splits)"),
+    split: Optional[str] = typer.Option(None, help="split to score (default: test with --checkpoint; every "
+                                        "reference CSV with --pred)"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="folder for output CSVs, metrics.json, per_class.md"),
-    pred: Optional[Path] = typer.Option(None, help="folder of DCASE output CSVs to score (with --ref)"),
-    ref: Optional[Path] = typer.Option(None, help="folder of reference metadata CSVs (with --pred)"),
-    label_format: str = typer.Option("dcase2023", "--format", help="label format of --ref"),
-    num_classes: Optional[int] = typer.Option(None, "--classes", help="number of classes of --ref (default: the format's)"),
+    pred: Optional[Path] = typer.Option(None, help="folder of DCASE output CSVs to score"),
+    ref: Optional[Path] = typer.Option(None, help="folder of reference metadata CSVs (default with --data: its "
+                                       "metadata folder)"),
+    label_format: Optional[str] = typer.Option(None, "--format", help="label format of --ref (default: --data's, "
+                                               "else dcase2023)"),
+    num_classes: Optional[int] = typer.Option(None, "--classes", help="number of classes of --ref (default: "
+                                              "--data's, else the format's)"),
     oracle_activity: bool = typer.Option(False, "--oracle-activity", help="also report DOA error given the reference activity"),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="leave out bad clips (listed) instead of stopping"),
+    as_json: bool = typer.Option(False, "--json", help="print metrics.json's content instead of tables"),
 ) -> None:
-    """DCASE SELD metrics (ER, F, LE, LR, SELD score at 20 degrees) of a checkpoint or of output CSVs."""
-    import numpy as np
-
+    """DCASE SELD metrics (ER, F, LE, LR, SELD score at 20 degrees; the 2024 ones with distances in
+    the references) of a checkpoint on a split, or of output CSVs against references."""
     from at2seld_edge.evaluation.evaluate import evaluate_csv_dirs, evaluate_outputs, predict_clips
 
-    if pred is not None or ref is not None:
-        if pred is None or ref is None or checkpoint is not None:
-            raise EdgeError("score CSVs with both --pred and --ref (and no --checkpoint)", ErrorKind.USAGE)
-        results = evaluate_csv_dirs(pred, ref, label_format, num_classes, out_dir)
-        out.print_json(json.dumps(results))
+    if num_classes is not None and num_classes <= 0:
+        raise EdgeError(f"--classes {num_classes}: must be at least 1", ErrorKind.USAGE)
+    if out_dir is not None:
+        from at2seld_edge.io import check_output_dir
+
+        check_output_dir(out_dir, is_ours=lambda p: (p / "metrics.json").is_file(), what="evaluation folder")
+    if pred is not None:
+        if checkpoint is not None:
+            raise EdgeError("score CSVs with --pred (and --ref or --data), or a model with --checkpoint; not both",
+                            ErrorKind.USAGE)
+        scoring = _csv_scoring(pred, ref, data, split, label_format, num_classes)
+        scores = evaluate_csv_dirs(scoring, out_dir)
+        _print_scores(scores, f"{pred} against {scoring.ref_dir}" + (f" ({split} split)" if split else ""), as_json)
         return
-    if checkpoint is None or data is None or out_dir is None:
-        raise EdgeError("evaluate a model with --checkpoint, --data and --out (or CSVs with --pred and --ref)", ErrorKind.USAGE)
+    if ref is not None or checkpoint is None or data is None or out_dir is None:
+        raise EdgeError("evaluate a model with --checkpoint, --data and --out (or CSVs with --pred and --ref)",
+                        ErrorKind.USAGE)
+    import numpy as np
     from rich.progress import Progress
 
     from at2seld_edge.checkpoint import load_checkpoint, model_from_checkpoint
@@ -252,6 +276,7 @@ def evaluate_cmd(
     ckpt, ds = load_checkpoint(checkpoint), load_dataset(data)
     if ckpt.classes != ds.classes:
         raise EdgeError(f"{checkpoint}: trained on classes {ckpt.classes}, but {data} has {ds.classes}")
+    split = split or "test"
     model = model_from_checkpoint(ckpt)
     skipped: list[str] = []
     clips = ds.clips(split, skip_bad, skipped)
@@ -260,14 +285,62 @@ def evaluate_cmd(
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task(f"evaluating {split}", total=len(clips))
         outputs = predict_clips(model, clips, progress=lambda: progress.advance(task))
-    results = evaluate_outputs(outputs, np.array(ckpt.thresholds), ds.classes, out_dir, oracle_activity,
-                               {"checkpoint": str(checkpoint), "split": split, "skipped": skipped})
-    table = Table(title=f"{split} split, {len(clips)} clips (thresholds from the checkpoint)")
-    for k in results:
-        table.add_column(k, justify="right")
-    table.add_row(*(f"{v:.3f}" for v in results.values()))
-    out.print(table)
-    out.print(f"wrote {out_dir}/metrics.json, per_class.md and output/*.csv")
+    scores = evaluate_outputs(outputs, np.array(ckpt.thresholds), ds.classes, out_dir, oracle_activity,
+                              {"checkpoint": str(checkpoint), "split": split, "skipped": skipped},
+                              with_2024=ds.spec.label_format.has_distance)
+    _print_scores(scores, f"{split} split, {len(clips)} clips (thresholds from the checkpoint)", as_json)
+    out.print(f"wrote {out_dir}/metrics.json, per_class.md and output/*.csv", highlight=False)
+
+
+def _csv_scoring(pred: Path, ref: Optional[Path], data: Optional[Path], split: Optional[str],
+                 label_format: Optional[str], num_classes: Optional[int]):
+    """What --pred/--ref/--data/--split/--format/--classes name, resolved and checked."""
+    from at2seld_edge.data.formats import LABEL_FORMATS
+    from at2seld_edge.evaluation.evaluate import CsvScoring
+
+    only = None
+    if data is not None:
+        from at2seld_edge.data.spec import load_dataset
+
+        ds = load_dataset(data)
+        if label_format is not None and label_format != ds.spec.format:
+            raise EdgeError(f"--format {label_format}: {data} is {ds.spec.format}", ErrorKind.USAGE)
+        if num_classes is not None and num_classes != len(ds.classes):
+            raise EdgeError(f"--classes {num_classes}: {data} has {len(ds.classes)} classes", ErrorKind.USAGE)
+        classes, label_format = ds.classes, ds.spec.format
+        ref = ref or ds.root / ds.spec.metadata_dir
+        only = ds.split_stems(split) if split is not None else None
+    else:
+        if ref is None:
+            raise EdgeError("score CSVs with both --pred and --ref (or --pred and --data)", ErrorKind.USAGE)
+        if split is not None:
+            raise EdgeError("--split needs --data (the dataset spec says which clips a split holds)", ErrorKind.USAGE)
+        label_format = label_format or "dcase2023"
+        names = list(LABEL_FORMATS.get(label_format).classes)
+        n = num_classes or len(names)
+        classes = names[:n] + [f"class_{i}" for i in range(len(names), n)]
+    for folder, flag in ((pred, "--pred"), (ref, "--ref")):
+        if not folder.is_dir():
+            raise EdgeError(f"{folder}: {flag} folder not found")
+    return CsvScoring(pred, ref, label_format, classes, only)
+
+
+def _print_scores(scores, title: str, as_json: bool) -> None:
+    """The metrics tables (one per DCASE variant) and the notes; or the JSON of metrics.json."""
+    if as_json:
+        out.print_json(json.dumps(scores.to_json()))
+        return
+    for family, results in scores.results.items():
+        table = Table(title=f"{title}: {family} metrics")
+        for k in results:
+            table.add_column(k, justify="right")
+        table.add_row(*(f"{v:.3f}" for v in results.values()))
+        out.print(table)
+    extra = scores.extra.get("oracle_activity_DOA_error")
+    if extra is not None:
+        out.print(f"DOA error with oracle activity: {extra:.2f} deg", highlight=False)
+    for note in scores.notes:
+        out.print(f"note: {note}", highlight=False)
 
 
 @app.command("compress")
@@ -281,25 +354,30 @@ def compress_cmd(
     prune_method: str = typer.Option("passive", help="filter importance: passive (operator norm) or l1"),
     finetune_epochs: int = typer.Option(0, help="fine-tune the pruned model this many epochs"),
     int8: bool = typer.Option(False, "--int8", help="calibrate and write the Q/DQ INT8 model"),
-    calib_clips: int = typer.Option(32, help="training clips for INT8 calibration"),
-    calib_method: str = typer.Option("entropy", help="minmax, entropy or percentile"),
+    calib_clips: int = typer.Option(DEFAULT_CALIBRATION_CLIPS, help="training clips for INT8 calibration"),
+    calib_method: str = typer.Option(DEFAULT_CALIBRATION_METHOD, help="minmax, entropy or percentile (99.999th)"),
     tolerance: float = typer.Option(0.01, help="largest SELD-score increase an INT8 module may cause (validation)"),
+    int8_min_agreement: float = typer.Option(INT8.int8_min_agreement, help=INT8_HELP["agreement"]),
+    int8_max_doa_mean: float = typer.Option(INT8.int8_max_doa_mean, help=INT8_HELP["mean"]),
+    int8_max_doa_p95: float = typer.Option(INT8.int8_max_doa_p95, help=INT8_HELP["p95"]),
 ) -> None:
     """Prune, fine-tune, fold BatchNorm, export, quantize to INT8; report every variant side by side."""
     from rich.progress import Progress
 
-    from at2seld_edge.compress.pipeline import CompressOptions, compress, parse_macs
+    from at2seld_edge.compress.pipeline import CompressOptions, compress
     from at2seld_edge.data.spec import load_dataset
 
-    opts = CompressOptions(prune_ratio, parse_macs(target_macs) if target_macs is not None else None, prune_method,
-                           finetune_epochs, int8, calib_clips, calib_method, tolerance)
+    opts = CompressOptions.from_flags(
+        prune_ratio=prune_ratio, target_macs=target_macs, prune_method=prune_method, finetune_epochs=finetune_epochs,
+        int8=int8, calib_clips=calib_clips, calib_method=calib_method, tolerance=tolerance,
+        int8_min_agreement=int8_min_agreement, int8_max_doa_mean=int8_max_doa_mean, int8_max_doa_p95=int8_max_doa_p95)
     ds = load_dataset(data)
     with Progress(*_train_columns(), console=err, transient=True) as progress:
         report = compress(checkpoint, ds, out_dir, opts, say=lambda m: progress.console.print(m, highlight=False),
                           train_reporter=_progress_reporter(progress))
     table = Table(title=f"compression of {checkpoint} (test split, ONNX Runtime CPU, 1 s window)")
     for col in ("variant", "params", "backbone MMAC/s", "MMAC/s", "MB", "F", "LE", "SELD", "median ms", "speed-up"):
-        table.add_column(col, justify="left" if col == "variant" else "right")
+        table.add_column(col, justify="left" if col == "variant" else "right", overflow="fold")  # wrap, never cut
     base = report.variants[0]
     for v in report.variants:
         table.add_row(v.name, f"{v.params:,}", f"{v.backbone_macs_per_second / 1e6:,.1f}", f"{v.macs_per_second / 1e6:,.1f}",
@@ -351,79 +429,28 @@ def profile_cmd(
     checkpoint: Optional[Path] = typer.Option(None, help="at2seld-edge checkpoint"),
     onnx_file: Optional[Path] = typer.Option(None, "--onnx", help="ONNX file (exported by edge export, or any)"),
     precision: str = typer.Option("fp16", help="fp32, fp16 or int8: bytes and roofline (and the TensorRT engine)"),
-    backend: str = typer.Option("torch", help="where latency is measured: torch, onnxruntime or tensorrt"),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="folder for report.md, report.json, report.png"),
-    runs: int = typer.Option(30, help="timed runs (median and p95 over them)"),
+    backend: Optional[str] = typer.Option(None, help="where latency is measured: torch (default), onnxruntime "
+                                          "(default for --onnx) or tensorrt"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="folder for report.md, report.json, report.png "
+                                           "(default reports/profile-SOURCE-DEVICE-PRECISION)"),
+    iterations: int = typer.Option(30, help="timed runs (median and p95 over them)"),
     warmup: int = typer.Option(5, help="untimed runs first"),
     fail_on_violation: bool = typer.Option(False, "--fail-on-violation", help="exit 3 when anything is over budget"),
 ) -> None:
     """Per-module cost (params, MACs, memory, latency, roofline) checked against a device budget."""
-    import tempfile
+    from at2seld_edge.deploy.profile_request import ProfileRequest, run_profile
+    from at2seld_edge.deploy.report import check_rows, module_rows
 
-    from at2seld_edge.deploy.budgets import load_budget
-    from at2seld_edge.deploy.devices import load_device
-    from at2seld_edge.deploy.profiler import LATENCY_BACKENDS, onnx_graph_costs, profile
-    from at2seld_edge.deploy.report import check_budget, check_rows, module_rows, violation_error, write_report
-    from at2seld_edge.checkpoint import provenance
-
-    if sum(x is not None for x in (config, checkpoint, onnx_file)) > 1:
-        raise EdgeError("give one of --config, --checkpoint, --onnx", ErrorKind.USAGE)
-    if precision not in ("fp32", "fp16", "int8"):
-        raise EdgeError(f"--precision {precision!r}: expected fp32, fp16 or int8", ErrorKind.USAGE)
-    if runs < 2 or warmup < 0:
-        raise EdgeError("--runs must be at least 2 and --warmup at least 0", ErrorKind.USAGE)
-    LATENCY_BACKENDS.get(backend)
-    device, bud = load_device(target), load_budget(budget)
-    power_mode, mode_note = bud.power_mode, None
-    if power_mode is not None and power_mode not in {m.name for m in device.power_modes}:
-        mode_note = (f"budget {bud.name} names power mode {power_mode}, which {device.name} does not have: "
-                     "the roofline uses its maximum clocks")
-        power_mode = None
-    model, manifest, onnx_costs = None, {}, None
-    with tempfile.TemporaryDirectory(prefix="edge-profile-") as tmp:
-        onnx_path = onnx_file
-        if onnx_file is not None:
-            from at2seld_edge.onnx_export import MANIFEST_KEY, read_manifest
-
-            if not onnx_file.is_file():
-                raise EdgeError(f"{onnx_file}: ONNX file not found")
-            try:
-                meta = read_manifest(onnx_file)
-            except EdgeError:
-                meta = None
-            except Exception as e:
-                raise EdgeError(f"{onnx_file}: not a readable ONNX file ({type(e).__name__}: {e})") from None
-            if meta is not None:
-                from at2seld_edge.config import config_from_dict
-                from at2seld_edge.model import build_model
-
-                model = build_model(config_from_dict(meta["config"], f"{onnx_file} ({MANIFEST_KEY})"))
-                manifest["onnx_manifest"] = {k: meta[k] for k in ("config_name", "config_fingerprint") if k in meta}
-            else:
-                samples = round(bud.window_s * 24000)
-                onnx_costs = onnx_graph_costs(onnx_file, samples)
-            if backend == "torch":
-                backend = "onnxruntime"
-        else:
-            model, manifest = _load_model(config, checkpoint, None)
-            if backend in ("onnxruntime", "tensorrt"):
-                from at2seld_edge.onnx_export import export_onnx
-
-                onnx_path = Path(tmp) / "model.onnx"
-                with err.status("exporting to ONNX ..."):
-                    export_onnx(model, onnx_path, seconds=bud.window_s)
-        with err.status(f"profiling on {backend} ({warmup} warm-up + {runs} timed runs) ..."):
-            prof = profile(model, onnx_path, device, precision, backend, bud.window_s, power_mode, warmup, runs,
-                           str(onnx_file or checkpoint or config or DEFAULT_PRESET), onnx_costs=onnx_costs)
-    if mode_note is not None:
-        prof.notes.append(mode_note)
-    if onnx_costs is not None:
-        prof.notes.append(f"{onnx_file}: no at2seld-edge manifest: MACs counted from the graph (Conv, MatMul, Gemm) "
-                          f"at {onnx_costs['samples']} samples (24 kHz assumed); no activation memory")
-    checks = check_budget(prof, bud)
-    title = (f"{prof.config_name or prof.source} on {device.name} ({precision}, {backend}; "
+    req = ProfileRequest.from_flags(target=target, budget=budget, config=config, checkpoint=checkpoint, onnx=onnx_file,
+                                    precision=precision, backend=backend, iterations=iterations, warmup=warmup,
+                                    out=out_dir)
+    with err.status("profiling ...") as status:
+        result = run_profile(req, status=status.update)
+    prof, bud = result.profile, result.budget
+    title = (f"{prof.config_name or prof.source} on {result.device.name} ({prof.precision}, {prof.backend}; "
              f"latency checked: {prof.latency_checked})")
-    table = Table(title=title, caption=f"one inference over {bud.window_s:g} s of audio; roofline = max(2 MACs / peak, bytes / bandwidth)")
+    table = Table(title=title, caption=f"one inference over {prof.window_s:g} s of audio; roofline = max(2 MACs / peak, "
+                  "bytes / bandwidth)")
     for col in ("module", "params", "MMACs/s", "weights MB", "peak act. MB", "median ms", "p95 ms", "roofline ms"):
         table.add_column(col, justify="left" if col == "module" else "right")
     rows = module_rows(prof)
@@ -436,23 +463,23 @@ def profile_cmd(
         e2e = prof.total.latency.median_ms
         out.print(f"end-to-end {e2e:.2f} ms; modules sum to {e2e - prof.residue_ms:.2f} ms; residue "
                   f"{prof.residue_ms:.2f} ms ({prof.residue_ms / e2e:+.1%})", highlight=False)
-    ctable = Table(title=f"budget {bud.name}")
-    for col in ("scope", "limit", "value", "budget", "result"):
-        ctable.add_column(col)
-    for r in check_rows(checks):
-        ctable.add_row(*r[:-1], f"[green]{r[-1]}[/]" if r[-1] == "PASS" else f"[red]{r[-1]}[/]")
-    out.print(ctable)
+    _print_checks(f"budget {bud.name}", check_rows(result.checks))
     for note in prof.notes:
         out.print(f"note: {note}", highlight=False)
-    if out_dir is not None:
-        manifest = {**provenance(), "artifact": "profile_report", "target": device.name, "budget": bud.name, **manifest}
-        paths = write_report(prof, bud, checks, out_dir, manifest)
-        out.print("wrote " + ", ".join(str(p) for p in paths), highlight=False)
-    problem = violation_error(checks, bud)
-    if problem is not None:
+    out.print("wrote " + ", ".join(str(p) for p in result.written), highlight=False)
+    if result.violation is not None:
         if fail_on_violation:
-            raise problem
-        out.print(f"[yellow]{problem}[/]", highlight=False)
+            raise result.violation
+        out.print(f"[yellow]{result.violation}[/]", highlight=False)
+
+
+def _print_checks(title: str, rows: list[list[str]]) -> None:
+    table = Table(title=title)
+    for col in ("scope", "limit", "value", "budget", "result"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*r[:-1], f"[green]{r[-1]}[/]" if r[-1] == "PASS" else f"[red]{r[-1]}[/]")
+    out.print(table)
 
 
 # ----------------------------------------------------------------------------- deployment
@@ -475,10 +502,17 @@ def build_cmd(
                                             "1 hop to 60 s, optimized for the budget's window)"),
     dynamic_time: bool = typer.Option(False, "--dynamic-time", help="dynamic time axis (the default; excludes --seconds)"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="bundle folder (default bundles/CONFIG-DEVICE-PRECISION)"),
-    data: Optional[Path] = typer.Option(None, "--data", help="dataset spec for INT8 calibration (default: synthetic scenes)"),
-    calib_clips: int = typer.Option(16, help="clips for INT8 calibration"),
+    data: Optional[Path] = typer.Option(None, "--data", help="dataset spec for INT8 calibration (default: the "
+                                        "compression run's with --compressed, else synthetic scenes)"),
+    calib_clips: Optional[int] = typer.Option(None, help=f"clips for INT8 calibration (default: the compression "
+                                              f"run's with --compressed, else {DEFAULT_CALIBRATION_CLIPS})"),
     calib_method: Optional[str] = typer.Option(None, help="minmax, entropy or percentile (default: the compression "
-                                               "run's with --compressed, else entropy)"),
+                                               "run's with --compressed, else percentile)"),
+    keep_float: Optional[str] = typer.Option(None, help="comma-separated modules INT8 leaves in floating point "
+                                             "(the front-end always)"),
+    int8_min_agreement: float = typer.Option(INT8.int8_min_agreement, help=INT8_HELP["agreement"]),
+    int8_max_doa_mean: float = typer.Option(INT8.int8_max_doa_mean, help=INT8_HELP["mean"]),
+    int8_max_doa_p95: float = typer.Option(INT8.int8_max_doa_p95, help=INT8_HELP["p95"]),
     tensorrt: Optional[str] = typer.Option(None, help="TensorRT version to lint and build for (default: the target's "
                                            "newest JetPack's)"),
     opset: Optional[int] = typer.Option(None, help="ONNX opset (default 17; 16 for TensorRT 8.5, which lacks LayerNormalization)"),
@@ -491,15 +525,12 @@ def build_cmd(
 
     if seconds is not None and dynamic_time:
         raise EdgeError("give --seconds (static input) or --dynamic-time, not both", ErrorKind.USAGE)
-    if opset is not None and opset < 14:
-        raise EdgeError(f"--opset {opset}: the model needs opset 14 or newer", ErrorKind.USAGE)
-    ds = None
-    if data is not None:
-        from at2seld_edge.data.spec import load_dataset
-
-        ds = load_dataset(data)
-    opts = BuildOptions(target, checkpoint, config, compressed, precision, budget, dla, seconds, out_dir, ds, calib_clips,
-                        calib_method, tensorrt, opset, implicit_int8, engine)
+    opts = BuildOptions.from_flags(
+        target=target, checkpoint=checkpoint, config=config, compressed=compressed, precision=precision, budget=budget,
+        dla=dla, seconds=seconds, out=out_dir, data=data, calib_clips=calib_clips, calib_method=calib_method,
+        tensorrt=tensorrt, opset=opset, implicit_int8=implicit_int8, build_engine=engine,
+        keep_float=tuple(m.strip() for m in keep_float.split(",")) if keep_float else (),
+        int8_min_agreement=int8_min_agreement, int8_max_doa_mean=int8_max_doa_mean, int8_max_doa_p95=int8_max_doa_p95)
     result = build(opts, say=lambda m: err.print(m, highlight=False, soft_wrap=True))
     m = result.manifest
     failed = [c for c in result.checks if not c.passed]
@@ -556,15 +587,18 @@ def run_cmd(
     plot: bool = typer.Option(True, "--plot/--no-plot", help="write the PNG of events over time"),
     stream: bool = typer.Option(False, "--stream", help="feed the file as a live stream, one 100 ms hop at a time "
                                 "(causal bundles)"),
+    repair: bool = typer.Option(False, "--repair", help="set non-finite samples (NaN, Inf) to 0 with a warning "
+                                "instead of refusing the file"),
 ) -> None:
     """Detect and localize the events of one recording: DCASE CSV (frame, class, track, azimuth, elevation)."""
-    from at2seld_edge.deploy.run import run_file
+    from at2seld_edge.deploy.run import RunOptions, run_file
     from at2seld_edge.deploy.runtime import SeldRuntime
 
     _check_device(device)
     rt = SeldRuntime(bundle, backend, device)
     target = out_csv or Path(wav.with_suffix(".csv").name)
-    result = run_file(rt, wav, target, plot, resample, stream)
+    result = run_file(rt, wav, RunOptions(target, plot, resample, stream, repair),
+                      warn=lambda m: err.print(m, highlight=False))
     n_events = sum(len(d) for d in result.frames.values())
     out.print(f"{wav}: {result.n_frames} frames, {n_events} detections in {len(result.frames)} frames "
               f"({rt.session.name}); wrote {result.csv}" + (f" and {result.png}" if result.png else ""), highlight=False)
@@ -577,7 +611,8 @@ def bench_cmd(
     device: str = typer.Option("auto", help="ONNX Runtime provider: auto, cpu or cuda"),
     iterations: int = typer.Option(100, help="timed inferences"),
     warmup: int = typer.Option(10, help="untimed inferences first"),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="folder for bench-BACKEND.json and .md (default BUNDLE/bench)"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="folder for bench-BACKEND.json and .md (default "
+                                           "reports/bench-BUNDLE; a bundle holds only what its manifest lists)"),
 ) -> None:
     """Latency (median/p95/p99), throughput, real-time factor, memory and power of a bundle."""
     from at2seld_edge.deploy.bench import bench, write_bench
@@ -586,6 +621,10 @@ def bench_cmd(
     _check_device(device)
     if iterations < 2 or warmup < 0:
         raise EdgeError("--iterations must be at least 2 and --warmup at least 0", ErrorKind.USAGE)
+    from at2seld_edge.io import check_output_dir
+
+    out_dir = out_dir or Path("reports") / f"bench-{bundle.resolve().name}"
+    check_output_dir(out_dir, is_ours=lambda p: any(p.glob("bench-*.json")), what="bench report folder")
     rt = SeldRuntime(bundle, backend, device)
     with err.status(f"benchmarking {bundle} on {rt.session.name} ({warmup} warm-up + {iterations} timed) ..."):
         report = bench(rt, iterations, warmup)
@@ -601,7 +640,7 @@ def bench_cmd(
     for r in report.summary_rows():
         summary.add_row(*r)
     out.print(summary)
-    paths = write_bench(report, out_dir or bundle / "bench")
+    paths = write_bench(report, out_dir)
     out.print("wrote " + ", ".join(str(p) for p in paths), highlight=False)
 
 
@@ -609,8 +648,15 @@ def main() -> None:
     try:
         app(standalone_mode=True)
     except EdgeError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
-        sys.exit(e.exit_code)
+        _fail(str(e), e.exit_code)
+    except OSError as e:  # the file system said no (read-only, full, a file where a folder goes): one line
+        where = f"{e.filename}: " if e.filename else ""
+        _fail(f"{where}{e.strerror or e}", EXIT_CODES[ErrorKind.INPUT])
+
+
+def _fail(message: str, code: int) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -22,10 +22,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from at2seld_edge.errors import EdgeError
+from at2seld_edge.yamlfile import read_text, yaml_mapping
 
 
 class _Strict(BaseModel):
@@ -272,17 +272,6 @@ def load_config(name_or_path: str | Path) -> ModelConfig:
     return config_from_dict(yaml_mapping(text, source, "config"), source)
 
 
-def yaml_mapping(text: str, source: str, kind: str) -> dict[str, Any]:
-    """Parse a YAML document that must be a mapping; errors name `source`."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise EdgeError(f"{source}: not valid YAML: {e}".replace("\n", " ")) from None
-    if not isinstance(data, dict):
-        raise EdgeError(f"{source}: expected a mapping of {kind} keys at the top level")
-    return data
-
-
 def config_from_dict(data: dict[str, Any], source: str = "<config>") -> ModelConfig:
     try:
         return ModelConfig.model_validate(data)
@@ -297,7 +286,7 @@ def _read_config_source(name_or_path: str) -> tuple[str, str]:
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
             raise EdgeError(f"{path}: config file not found")
-        return path.read_text(encoding="utf-8"), str(path)
+        return read_text(path, "config"), str(path)
     if name_or_path in preset_names():
         res = resources.files("at2seld_edge") / "presets" / f"{name_or_path}.yaml"
         return res.read_text(encoding="utf-8"), f"preset {name_or_path}"

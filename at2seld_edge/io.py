@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
+
+from at2seld_edge.errors import EdgeError
 
 
 @contextmanager
@@ -27,6 +31,70 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def check_output_dir(out: str | os.PathLike, is_ours: Callable[[Path], bool], what: str) -> None:
+    """Refuse, before any work, an output folder that cannot be written or holds something else
+    (`is_ours` tells an earlier output of the same stage, which may be replaced or resumed)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise EdgeError(f"{out}: exists and is not a folder; give another --out")
+    if out.is_dir() and any(out.iterdir()) and not is_ours(out):
+        raise EdgeError(f"{out}: exists, is not empty and is not a {what}; give another --out")
+    check_writable_parent(out)
+
+
+def check_output_file(path: str | os.PathLike) -> None:
+    """Refuse an output file that is a folder or cannot be written, before any work."""
+    path = Path(path)
+    if path.is_dir():
+        raise EdgeError(f"{path}: is a folder; give a file name")
+    check_writable_parent(path)
+
+
+def check_writable_parent(path: Path) -> None:
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise EdgeError(f"{path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise EdgeError(f"{path}: cannot write in {parent} (permission denied)")
+
+
+def work_dir_beside(out: Path, tag: str = "partial") -> Path:
+    """A fresh hidden folder next to `out` to assemble it in (then renamed onto it: same file
+    system, so the rename is atomic), with the permissions of any new folder."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.{tag}-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(work, 0o777 & ~umask)
+    return work
+
+
+@contextmanager
+def output_lock(out: str | os.PathLike, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on the output `out` for a whole run (a hidden lock file beside it,
+    released by the kernel when the process ends, however it ends): a second run to the same
+    output fails at once, naming the holder, instead of interleaving with the first."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock = out.parent / f".{out.name}.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise EdgeError(f"{out}: another {what} is writing it (process {holder}, lock {lock}); wait for it to "
+                        "finish or give another --out") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -49,9 +117,16 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def load_error_reason(e: Exception) -> str:
-    """The informative line of a torch.load failure (its first line is generic advice)."""
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    for ln in lines:
-        if "Unsupported global" in ln:
-            return ln.split("WeightsUnpickler error: ")[-1]
-    return lines[0] if lines else type(e).__name__
+    """Why torch.load(weights_only=True) refused a file, in our words: torch's message advises
+    retrying with weights_only=False, which would run whatever the file's pickle asks for."""
+    text = str(e)
+    m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if m:
+        return f"it holds a pickled `{m.group(1)}` object; refused without running it (weights_only=True)"
+    m = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n\n|$)", text, re.S)
+    if m:
+        return f"its pickle stream has {m.group(1).strip().lower()}: not a file torch reads safely; refused without running it"
+    if isinstance(e, (KeyError, EOFError, RuntimeError)) or "invalid load key" in text or "zip" in text.lower():
+        return "not a PyTorch file (neither a zip archive nor a pickle torch can read)"
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(e).__name__)
+    return first if "weights_only" not in first else "torch.load refused it"

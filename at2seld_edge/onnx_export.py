@@ -4,6 +4,13 @@ Uses torch's TorchScript-based exporter (`dynamo=False`): its node names carry t
 (`/backbone/conv_block1/conv1/Conv`), which the profiler maps back to the seven named modules,
 and it needs no extra dependency. Lives in `at2seld_edge` because compression and deployment
 both export.
+
+Every exported graph is simplified before it is checked (`simplify_graph`): onnxslim folds
+constants and static shape arithmetic, and reshapes that keep leading axes of their own input
+say so with Reshape's 0 (copy this axis) instead of computing them from the input's shape (on a
+dynamic time axis each of those computations costs TensorRT's parser tens of shape layers), and
+constants of element-wise operations get the rank of the other operand (else the parser adds a
+broadcast layer for each).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from torch import nn
 
 from at2seld_edge.checkpoint import provenance
 from at2seld_edge.errors import EdgeError, ErrorKind
-from at2seld_edge.io import atomic_path
+from at2seld_edge.io import check_output_file, atomic_path
 from at2seld_edge.model import AT2SELD, MODULE_NAMES, OUTPUT_NAMES
 from at2seld_edge.summary import example_audio
 
@@ -90,6 +97,7 @@ def export_onnx(model: AT2SELD, out: str | Path, *, seconds: float = 1.0, dynami
         dynamic_axes = {INPUT_NAME: {0: "batch", 2: "samples"}}
         dynamic_axes.update({name: {0: "batch", 1: "frames"} for name in OUTPUT_NAMES})
     out = Path(out)
+    check_output_file(out)
     with atomic_path(out) as tmp:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
@@ -98,7 +106,7 @@ def export_onnx(model: AT2SELD, out: str | Path, *, seconds: float = 1.0, dynami
                 input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES), dynamic_axes=dynamic_axes,
                 do_constant_folding=True,
             )
-        proto = onnx.load(str(tmp))
+        proto = simplify_graph(onnx.load(str(tmp)))
         manifest = onnx_manifest(model, samples, dynamic_time, opset, manifest_extra or {})
         del proto.metadata_props[:]
         proto.metadata_props.add(key=MANIFEST_KEY, value=json.dumps(manifest, sort_keys=True))
@@ -125,6 +133,121 @@ def export_onnx(model: AT2SELD, out: str | Path, *, seconds: float = 1.0, dynami
                 ErrorKind.CHECK,
             )
     return result
+
+
+def simplify_graph(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """onnxslim's constant folding, shape simplification and dead-node removal, then Reshape's
+    copy-axis zeros (`reshape_copies_axes`), then onnxslim again to drop the shape arithmetic
+    nothing reads any more, then full-rank element-wise constants (`broadcast_constants`).
+    Node names (module scopes) and outputs are kept."""
+    import onnxslim
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        slim = onnxslim.slim(proto)
+        if reshape_copies_axes(slim):
+            slim = onnxslim.slim(slim, no_shape_infer=True)  # shapes are known from the first pass
+    broadcast_constants(slim)
+    del slim.metadata_props[:]
+    slim.metadata_props.extend(proto.metadata_props)
+    return slim
+
+
+def _constant_values(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+    values = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
+    for n in graph.node:
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
+            values[n.output[0]] = onnx.numpy_helper.to_array(n.attribute[0].t)
+    return values
+
+
+def _copied_axes(piece: str, data: str, first: int, producers: dict, values: dict) -> int:
+    """How many axes from `first` on a piece of a Reshape's shape copies from `data` itself: a
+    `Slice(Shape(data), [first], [end])` copies end - first; `Unsqueeze(Gather(Shape(data), first))`
+    one; anything else 0."""
+    node = producers.get(piece)
+
+    def shape_of_data(name: str) -> bool:
+        src = producers.get(name)
+        return src is not None and src.op_type == "Shape" and src.input[0] == data and not src.attribute
+
+    if node is not None and node.op_type == "Slice" and shape_of_data(node.input[0]):
+        args = [values.get(i) if i else None for i in node.input[1:]] + [None] * 4
+        starts, ends, axes, steps = args[:4]
+        if (starts is not None and ends is not None and starts.tolist() == [first] and 0 < int(ends[0]) - first < 64
+                and (axes is None or axes.tolist() == [0]) and (steps is None or steps.tolist() == [1])):
+            return int(ends[0]) - first
+    if node is not None and node.op_type == "Unsqueeze":
+        gather = producers.get(node.input[0])
+        if gather is not None and gather.op_type == "Gather" and shape_of_data(gather.input[0]):
+            index = values.get(gather.input[1])
+            if index is not None and index.size == 1 and int(index) == first:
+                return 1
+    return 0
+
+
+def reshape_copies_axes(proto: onnx.ModelProto) -> int:
+    """Rewrite Reshape shapes `Concat(<axes 0..k of the input's own shape>, constants)` as the
+    constant `[0]*k + constants`: ONNX Reshape's 0 copies the input's axis (allowzero=0), so the
+    result is the same, and TensorRT needs no shape arithmetic for it. Returns how many changed."""
+    graph = proto.graph
+    producers = {o: n for n in graph.node for o in n.output}
+    values = _constant_values(graph)
+    changed = 0
+    for node in graph.node:
+        if node.op_type != "Reshape" or any(a.name == "allowzero" and a.i for a in node.attribute):
+            continue
+        concat = producers.get(node.input[1])
+        if concat is None or concat.op_type != "Concat":
+            continue
+        shape: list[int] = []
+        for piece in concat.input:
+            if piece in values:
+                shape += values[piece].reshape(-1).tolist()
+            elif copied := _copied_axes(piece, node.input[0], len(shape), producers, values):
+                shape += [0] * copied
+            else:
+                break
+        else:
+            if shape.count(-1) <= 1:
+                name = f"{node.input[1]}_copy_axes"
+                graph.initializer.append(onnx.numpy_helper.from_array(np.array(shape, np.int64), name))
+                node.input[1] = name
+                changed += 1
+    return changed
+
+
+_ELEMENTWISE = ("Add", "Sub", "Mul", "Div")
+
+
+def broadcast_constants(proto: onnx.ModelProto) -> int:
+    """Give each initializer operand of an element-wise op the other operand's rank, with leading
+    1s (the broadcast ONNX and numpy do implicitly; TensorRT's parser adds a shuffle layer for
+    it). Needs the ranks shape inference recorded. Returns how many operands changed."""
+    graph = proto.graph
+    inits = {i.name: i for i in graph.initializer}
+    ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in (*graph.value_info, *graph.input, *graph.output)
+             if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape")}
+    changed = 0
+    for node in graph.node:
+        if node.op_type not in _ELEMENTWISE:
+            continue
+        for i, name in enumerate(node.input):
+            rank = ranks.get(node.input[1 - i])
+            if name not in inits or rank is None or len(inits[name].dims) >= rank:
+                continue
+            full = f"{name}_rank{rank}"
+            if full not in inits:
+                array = onnx.numpy_helper.to_array(inits[name])
+                inits[full] = onnx.numpy_helper.from_array(array.reshape((1,) * (rank - array.ndim) + array.shape), full)
+                graph.initializer.append(inits[full])
+            node.input[i] = full
+            changed += 1
+    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    kept = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    return changed
 
 
 def compare_with_torch(model: AT2SELD, onnx_path: str | Path, samples: int, seed: int = 1) -> dict[str, float]:
@@ -270,6 +393,8 @@ def export_stream_graphs(model: AT2SELD, out_dir: str | Path, opset: int = DEFAU
                               dynamic_axes={"fused": {1: "history"}, "sed_logits": {1: "frames"}, "doa": {1: "frames"}},
                               do_constant_folding=True)
     for name in (STREAM_ENCODER, STREAM_DECODER):
+        with atomic_path(out_dir / name) as tmp:
+            onnx.save(simplify_graph(onnx.load(str(out_dir / name))), str(tmp))
         try:
             onnx.checker.check_model(str(out_dir / name), full_check=True)
         except Exception as e:

@@ -21,19 +21,22 @@ from typing import Callable
 
 import numpy as np
 import torch
+from pydantic import Field, field_validator, model_validator
 
 from at2seld_edge.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint, provenance, save_checkpoint
 from at2seld_edge.compress.fuse import fold_batchnorm
 from at2seld_edge.compress.prune import IMPORTANCE, PruneResult, passive_filter_prune, pruning_plan
 from at2seld_edge.compress.quantize import (
-    CALIBRATION_METHODS, MIN_CALIBRATION_CLIPS, calibrate, calibration_segments, mixed_precision, quantizable_nodes,
-    quantize_qdq, write_tensorrt_cache,
+    DEFAULT_CALIBRATION_CLIPS, DEFAULT_CALIBRATION_METHOD, MIN_CALIBRATION_CLIPS, agreement_judge, calibrate, calibration_segments,
+    mixed_precision, quantizable_nodes, quantize_qdq, write_tensorrt_cache,
 )
 from at2seld_edge.data.dataset import read_audio
 from at2seld_edge.data.spec import Dataset
 from at2seld_edge.errors import EdgeError
+from at2seld_edge.evaluation.agreement import golden_inputs
+from at2seld_edge.options import CalibMethod, Int8Limits
 from at2seld_edge.evaluation.evaluate import predict_clips, score_outputs
-from at2seld_edge.io import atomic_path, atomic_write_text, markdown_table
+from at2seld_edge.io import atomic_path, atomic_write_text, check_output_dir, markdown_table, output_lock
 from at2seld_edge.model import AT2SELD
 from at2seld_edge.onnx_export import OnnxRuntimeModel, export_onnx
 from at2seld_edge.summary import summarize
@@ -42,17 +45,32 @@ from at2seld_edge.timing import LatencyStats, time_runs
 Say = Callable[[str], None]
 
 
-@dataclass
-class CompressOptions:
-    prune_ratio: float | None = None
-    target_macs: float | None = None  # MACs per second of audio, whole model
+class CompressOptions(Int8Limits):
+    prune_ratio: float | None = Field(None, gt=0, lt=1)
+    target_macs: float | None = Field(None, gt=0)  # MACs per second of audio, whole model ("150M" accepted)
     prune_method: str = "passive"
-    finetune_epochs: int = 0
+    finetune_epochs: int = Field(0, ge=0)
     int8: bool = False
-    calib_clips: int = 32
-    calib_method: str = "entropy"
-    tolerance: float = 0.01
-    calib_seconds: float = 4.0
+    calib_clips: int = Field(DEFAULT_CALIBRATION_CLIPS, ge=MIN_CALIBRATION_CLIPS)
+    calib_method: CalibMethod = DEFAULT_CALIBRATION_METHOD
+    tolerance: float = Field(0.01, ge=0)  # largest SELD-score increase an INT8 module may cause
+    calib_seconds: float = Field(4.0, gt=0)
+
+    @field_validator("target_macs", mode="before")
+    @classmethod
+    def _macs(cls, v):
+        return parse_macs(v) if isinstance(v, str) else v
+
+    @field_validator("prune_method")
+    @classmethod
+    def _known_method(cls, v: str) -> str:
+        return IMPORTANCE.require(v)
+
+    @model_validator(mode="after")
+    def _one_pruning(self) -> "CompressOptions":
+        if self.prune_ratio is not None and self.target_macs is not None:
+            raise ValueError("give --prune-ratio or --target-macs, not both")
+        return self
 
 
 @dataclass
@@ -91,24 +109,11 @@ def parse_macs(text: str) -> float:
 
 
 def validate(ckpt: Checkpoint, model: AT2SELD, data: Dataset, opts: CompressOptions, train_clips: int) -> None:
-    """Every user mistake before anything is written."""
-    if opts.prune_ratio is not None and opts.target_macs is not None:
-        raise EdgeError("give --prune-ratio or --target-macs, not both")
-    if opts.prune_ratio is not None and not 0.0 < opts.prune_ratio < 1.0:
-        raise EdgeError(f"--prune-ratio {opts.prune_ratio:g} is outside (0, 1)")
-    IMPORTANCE.get(opts.prune_method)
-    if opts.calib_method not in CALIBRATION_METHODS:
-        raise EdgeError(f"--calib-method {opts.calib_method!r}: expected one of {', '.join(CALIBRATION_METHODS)}")
-    if opts.finetune_epochs < 0:
-        raise EdgeError("--finetune-epochs must be 0 or more")
-    if opts.tolerance < 0:
-        raise EdgeError("--tolerance must be 0 or more")
+    """The mistakes that need the checkpoint and the data, before anything is written."""
     if ckpt.classes != data.classes:
         raise EdgeError(f"{ckpt.path}: trained on classes {ckpt.classes}, but the dataset has {data.classes}")
     if opts.prune_ratio is not None or opts.target_macs is not None:
         pruning_plan(model)  # a backbone without a plan fails here
-    if opts.int8 and opts.calib_clips < MIN_CALIBRATION_CLIPS:
-        raise EdgeError(f"--calib-clips {opts.calib_clips} is too few for stable ranges (at least {MIN_CALIBRATION_CLIPS})")
     if opts.int8 and opts.calib_clips > train_clips:
         raise EdgeError(f"--calib-clips {opts.calib_clips}: the training split has only {train_clips} clips")
 
@@ -152,104 +157,130 @@ def _export(model: AT2SELD, path: Path, manifest: dict) -> Path:
 
 def compress(ckpt_path: Path, data: Dataset, out_dir: Path, opts: CompressOptions, say: Say = print,
              train_reporter=None) -> CompressReport:
+    """Everything is checked before anything is written; the run works in OUT.partial under a
+    lock on OUT (a second run to the same OUT fails at once) and moves it onto OUT when done."""
+    check_output_dir(out_dir, is_ours=lambda p: False, what="empty folder")
     ckpt = load_checkpoint(ckpt_path)
     original = model_from_checkpoint(ckpt).eval()
     train_clips = data.clips("train")
     validate(ckpt, original, data, opts, len(train_clips))
-    test_clips, val_clips = data.clips("test"), data.clips("val")
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise EdgeError(f"{out_dir}: exists and is not empty; give a new --out")
     ratio = opts.prune_ratio
     if opts.target_macs is not None:
         ratio = ratio_for_target(original, opts.target_macs, opts.prune_method)
-    work = out_dir.with_name(out_dir.name + ".partial")
-    ckpt_sha256 = ckpt.sha256()
-    stamp = json.dumps({"checkpoint_sha256": ckpt_sha256, "options": asdict(opts)}, sort_keys=True)
-    if work.exists() and (not (work / "options.json").is_file() or (work / "options.json").read_text() != stamp):
-        raise EdgeError(f"{work}: holds an unfinished run of another checkpoint or other options; "
-                        "remove it or give another --out")
-    if work.exists():
-        say(f"resuming the unfinished run in {work}")
-    work.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(work / "options.json", stamp)
-    cfg = original.config
-    thresholds = np.array(ckpt.thresholds)
-    samples_1s = cfg.audio.label_hop_samples * round(1.0 / cfg.audio.label_hop_s)
-    base_manifest = {"source_checkpoint": str(ckpt_path), "source_checkpoint_sha256": ckpt_sha256,
-                     "classes": ckpt.classes}
-    report = CompressReport({**provenance(), "artifact": "compression_report", **base_manifest}, asdict(opts))
+    with output_lock(out_dir, "edge compress"):
+        work = out_dir.with_name(out_dir.name + ".partial")
+        stamp = json.dumps({"checkpoint_sha256": ckpt.sha256(), "options": opts.model_dump(mode="json")},
+                           sort_keys=True)
+        if work.exists() and (not (work / "options.json").is_file() or (work / "options.json").read_text() != stamp):
+            raise EdgeError(f"{work}: holds an unfinished run of another checkpoint or other options; "
+                            "remove it or give another --out")
+        if work.exists():
+            say(f"resuming the unfinished run in {work}")
+        work.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(work / "options.json", stamp)
+        run = _Compression(ckpt, Path(ckpt_path), original, data, opts, work, say, train_reporter)
+        report = run.run(ratio, train_clips)
+        write_report(report, work)
+        if out_dir.exists():
+            out_dir.rmdir()
+        os.replace(work, out_dir)
+    return report
 
-    def add_variant(name: str, model: AT2SELD, onnx_path: Path, thr: np.ndarray, notes: str = "") -> None:
-        say(f"scoring {name} on the test split and timing it in ONNX Runtime")
+
+class _Compression:
+    """One run's stages, each from the last one's artifact in `work` (reused when resuming)."""
+
+    def __init__(self, ckpt: Checkpoint, ckpt_path: Path, original: AT2SELD, data: Dataset, opts: CompressOptions,
+                 work: Path, say: Say, train_reporter):
+        self.ckpt, self.data, self.opts, self.work, self.say = ckpt, data, opts, work, say
+        self.train_reporter = train_reporter
+        self.test_clips, self.val_clips = data.clips("test"), data.clips("val")
+        cfg = original.config
+        self.samples_1s = cfg.audio.label_hop_samples * round(1.0 / cfg.audio.label_hop_s)
+        self.base_manifest = {"source_checkpoint": str(ckpt_path), "source_checkpoint_sha256": ckpt.sha256(),
+                              "classes": ckpt.classes}
+        self.report = CompressReport({**provenance(), "artifact": "compression_report", **self.base_manifest,
+                                      "data": str(data.spec_path.resolve())}, opts.model_dump(mode="json"))
+        self.model, self.thresholds = original, np.array(ckpt.thresholds)  # the last stage's
+
+    def run(self, ratio: float | None, train_clips: list) -> CompressReport:
+        onnx = _export(self.model, self.work / "original.fp32.onnx", self.base_manifest)
+        self.add_variant("original FP32", self.model, onnx, self.thresholds)
+        if ratio is not None:
+            onnx = self.prune(ratio)
+        fp32_path = self.work / "model.fp32.onnx"  # the last stage's fused FP32 export, under its deployable name
+        with atomic_path(fp32_path) as tmp:
+            shutil.copyfile(onnx, tmp)
+        if self.opts.int8:
+            self.int8(fp32_path, train_clips)
+        return self.report
+
+    def add_variant(self, name: str, model: AT2SELD, onnx_path: Path, thr: np.ndarray, notes: str = "") -> None:
+        self.say(f"scoring {name} on the test split and timing it in ONNX Runtime")
         s = summarize(model)
         backbone = next(m.macs_per_second for m in s.modules if m.module == "backbone")
-        metrics = _scorer(model.config, test_clips, thr)(onnx_path)
-        report.variants.append(Variant(name, onnx_path.name, s.total_params, backbone, s.total_macs_per_second,
-                                       onnx_path.stat().st_size, metrics, _onnx_latency(onnx_path, samples_1s), notes))
+        metrics = _scorer(model.config, self.test_clips, thr)(onnx_path)
+        self.report.variants.append(Variant(name, onnx_path.name, s.total_params, backbone, s.total_macs_per_second,
+                                            onnx_path.stat().st_size, metrics,
+                                            _onnx_latency(onnx_path, self.samples_1s), notes))
 
-    final_onnx = _export(original, work / "original.fp32.onnx", base_manifest)
-    add_variant("original FP32", original, final_onnx, thresholds)
-    final_model, final_thresholds = original, thresholds
-
-    if ratio is not None:
-        say(f"pruning {ratio:.0%} of each backbone conv's filters ({opts.prune_method})")
-        pruned: PruneResult = passive_filter_prune(original, ratio, opts.prune_method)
-        report.pruned_channels = list(pruned.config.backbone.channels)
+    def prune(self, ratio: float) -> Path:
+        opts, ckpt = self.opts, self.ckpt
+        self.say(f"pruning {ratio:.0%} of each backbone conv's filters ({opts.prune_method})")
+        pruned: PruneResult = passive_filter_prune(self.model, ratio, opts.prune_method)
+        self.report.pruned_channels = list(pruned.config.backbone.channels)
         pruned_model = pruned.build().eval()
-        prune_manifest = {**base_manifest, "pruned": {"method": opts.prune_method, "ratio": ratio,
-                                                      "channels": report.pruned_channels}}
-        save_checkpoint(work / "pruned.pt", pruned_model, ckpt.classes, ckpt.thresholds, prune_manifest)
-        final_onnx = _export(pruned_model, work / "pruned.fp32.onnx", prune_manifest)
-        add_variant("pruned", pruned_model, final_onnx, thresholds, f"{ratio:.0%} of filters, no fine-tuning")
-        final_model = pruned_model
-        if opts.finetune_epochs > 0:
-            from at2seld_edge.training.trainer import train
+        manifest = {**self.base_manifest, "pruned": {"method": opts.prune_method, "ratio": ratio,
+                                                     "channels": self.report.pruned_channels}}
+        save_checkpoint(self.work / "pruned.pt", pruned_model, ckpt.classes, ckpt.thresholds, manifest)
+        onnx = _export(pruned_model, self.work / "pruned.fp32.onnx", manifest)
+        self.add_variant("pruned", pruned_model, onnx, self.thresholds, f"{ratio:.0%} of filters, no fine-tuning")
+        self.model = pruned_model
+        return self.finetune(pruned, manifest) if opts.finetune_epochs > 0 else onnx
 
-            say(f"fine-tuning the pruned model for {opts.finetune_epochs} epochs")
-            tc = pruned.config.training
-            ft_cfg = pruned.config.model_copy(update={"training": tc.model_copy(update={
-                "lr": tc.lr * 0.5, "restart_epochs": opts.finetune_epochs, "patience": opts.finetune_epochs})})
-            result = train(ft_cfg, data, work / "finetune", epochs=opts.finetune_epochs, reporter=train_reporter,
-                           initial_model=pruned.build())
-            ft = load_checkpoint(result.run_dir / "best.pt")
-            final_model = model_from_checkpoint(ft).eval()
-            final_thresholds = np.array(ft.thresholds)
-            save_checkpoint(work / "pruned_finetuned.pt", final_model, ft.classes, ft.thresholds,
-                            {**prune_manifest, "finetuned_epochs": result.best_epoch})
-            final_onnx = _export(final_model, work / "pruned_finetuned.fp32.onnx", prune_manifest)
-            add_variant("pruned + fine-tuned", final_model, final_onnx, final_thresholds,
-                        f"best of {len(result.history)} epochs: {result.best_epoch}")
+    def finetune(self, pruned: PruneResult, manifest: dict) -> Path:
+        from at2seld_edge.training.trainer import train
 
-    fp32_path = work / "model.fp32.onnx"  # the last stage's fused FP32 export, under its deployable name
-    with atomic_path(fp32_path) as tmp:
-        shutil.copyfile(final_onnx, tmp)
+        epochs = self.opts.finetune_epochs
+        self.say(f"fine-tuning the pruned model for {epochs} epochs")
+        tc = pruned.config.training
+        ft_cfg = pruned.config.model_copy(update={"training": tc.model_copy(update={
+            "lr": tc.lr * 0.5, "restart_epochs": epochs, "patience": epochs})})
+        result = train(ft_cfg, self.data, self.work / "finetune", epochs=epochs, reporter=self.train_reporter,
+                       initial_model=pruned.build())
+        ft = load_checkpoint(result.run_dir / "best.pt")
+        self.model, self.thresholds = model_from_checkpoint(ft).eval(), np.array(ft.thresholds)
+        save_checkpoint(self.work / "pruned_finetuned.pt", self.model, ft.classes, ft.thresholds,
+                        {**manifest, "finetuned_epochs": result.best_epoch})
+        onnx = _export(self.model, self.work / "pruned_finetuned.fp32.onnx", manifest)
+        self.add_variant("pruned + fine-tuned", self.model, onnx, self.thresholds,
+                         f"best of {len(result.history)} epochs: {result.best_epoch}")
+        return onnx
 
-    if opts.int8:
-        rng = np.random.default_rng(0)
+    def int8(self, fp32_path: Path, train_clips: list) -> None:
+        opts, work, cfg = self.opts, self.work, self.model.config
+        hop = cfg.audio.label_hop_samples
+        rng = np.random.default_rng(0)  # edge build picks the same clips for the same count
         chosen = sorted(rng.choice(len(train_clips), size=opts.calib_clips, replace=False))
-        samples = cfg.audio.label_hop_samples * round(opts.calib_seconds / cfg.audio.label_hop_s)
+        samples = hop * round(opts.calib_seconds / cfg.audio.label_hop_s)
         segments = calibration_segments([read_audio(train_clips[i]) for i in chosen], samples)
-        say(f"calibrating activation ranges ({opts.calib_method}) on {len(segments)} training clips")
+        self.say(f"calibrating activation ranges ({opts.calib_method}) on {len(segments)} training clips")
         ranges = calibrate(fp32_path, segments, opts.calib_method)
         write_tensorrt_cache(ranges, work / "calibration.cache")
         groups = quantizable_nodes(fp32_path)
         all_nodes = [n for m, nodes in groups.items() if m != "frontend" for n in nodes]
         quantize_qdq(fp32_path, work / "model.int8_all.onnx", ranges, all_nodes)
-        add_variant("INT8 (all but the DSP)", final_model, work / "model.int8_all.onnx", final_thresholds,
-                    "every Conv/MatMul/Gemm outside the front-end and STFT/mel")
-        val_score = _scorer(final_model.config, val_clips, final_thresholds)
+        self.add_variant("INT8 (all but the DSP)", self.model, work / "model.int8_all.onnx", self.thresholds,
+                         "every Conv/MatMul/Gemm outside the front-end and STFT/mel")
+        val_score = _scorer(cfg, self.val_clips, self.thresholds)
+        judged = golden_inputs(1.0) + [a[:, : a.shape[1] // hop * hop] for a in map(read_audio, self.val_clips)]
+        judge = agreement_judge(self.model, judged, self.thresholds, opts.int8_tolerance)
         mixed = mixed_precision(fp32_path, work / "model.int8.onnx", ranges, lambda p: val_score(p)["SELD"],
-                                opts.tolerance, work_dir=work, progress=say)
-        report.sensitivity = [asdict(r) for r in mixed.rows]
-        report.float_modules = mixed.float_modules
-        add_variant("INT8 mixed precision", final_model, work / "model.int8.onnx", final_thresholds,
-                    "FP32 modules: " + ", ".join(mixed.float_modules))
-
-    write_report(report, work)
-    if out_dir.exists():
-        out_dir.rmdir()
-    os.replace(work, out_dir)
-    return report
+                                opts.tolerance, work_dir=work, progress=self.say, judge=judge)
+        self.report.sensitivity = [asdict(r) for r in mixed.rows]
+        self.report.float_modules = mixed.float_modules
+        self.add_variant("INT8 mixed precision", self.model, work / "model.int8.onnx", self.thresholds,
+                         "FP32 modules: " + ", ".join(mixed.float_modules))
 
 
 # ----------------------------------------------------------------------------- report
@@ -299,6 +330,8 @@ class CompressedModel:
     checkpoint: Path
     float_modules: list[str] | None  # None: the run had no --int8
     calib_method: str
+    calib_clips: int
+    data: Path | None  # the dataset spec it calibrated on
 
 
 def read_compressed(folder: Path) -> CompressedModel:
@@ -310,6 +343,8 @@ def read_compressed(folder: Path) -> CompressedModel:
     try:
         report = json.loads(report_path.read_text(encoding="utf-8"))
         int8, method = report["options"]["int8"], report["options"]["calib_method"]
+        clips = report["options"].get("calib_clips", DEFAULT_CALIBRATION_CLIPS)
+        data = report["manifest"].get("data")
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise EdgeError(f"{report_path}: not a readable compression report ({type(e).__name__}: {e})") from None
     for name in ("pruned_finetuned.pt", "pruned.pt"):
@@ -320,4 +355,5 @@ def read_compressed(folder: Path) -> CompressedModel:
         ckpt = Path(report["manifest"]["source_checkpoint"])
         if not ckpt.is_file():
             raise EdgeError(f"{folder}: no pruned checkpoint, and its source checkpoint {ckpt} is gone")
-    return CompressedModel(ckpt, list(report.get("float_modules", [])) if int8 else None, method)
+    return CompressedModel(ckpt, list(report.get("float_modules", [])) if int8 else None, method, clips,
+                           Path(data) if data else None)

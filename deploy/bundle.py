@@ -1,6 +1,13 @@
 """The deployment bundle: a folder of model files and `manifest.json`, which says what the model
 expects and produces and holds the sha256 of every file, so a device can prove it runs exactly
-what was built. Written whole or not at all; loaded only after every hash and version checks out.
+what was built. Written whole or not at all.
+
+A bundle is copied between machines, so loading treats it as untrusted input: the manifest must
+validate (numbers within sane bounds), every file it names must be a plain relative name inside
+the folder (no `..`, no absolute path, no symlink out), every file must be listed and match its
+sha256 and nothing else may be there, and the manifest's contract must agree with what the files
+hold (the ONNX graph's inputs and outputs, the golden arrays' shapes, Q/DQ nodes for INT8) —
+all before any file is run.
 """
 
 from __future__ import annotations
@@ -9,14 +16,16 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 import at2seld_edge
 from at2seld_edge.config import format_validation_error
 from at2seld_edge.errors import EdgeError, ErrorKind
+from at2seld_edge.deploy.contract import check_contract
+from at2seld_edge.deploy.trt_check import TensorRTCheck
 from at2seld_edge.io import atomic_write_text, sha256_file
 
 FORMAT = "at2seld-edge.bundle/1"
@@ -24,14 +33,29 @@ MANIFEST = "manifest.json"
 Precision = Literal["fp32", "fp16", "int8", "best"]
 
 
+MAX_MANIFEST_BYTES = 16 << 20
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _plain_name(name: str) -> str:
+    """A file name the manifest may give: relative, POSIX, inside the bundle."""
+    parts = name.split("/")
+    if (not name or name.startswith("/") or "\\" in name or ":" in parts[0]
+            or any(p in ("", ".", "..") for p in parts)):
+        raise ValueError(f"{name!r} is not a plain relative file name inside the bundle")
+    return name
+
+
+FileName = Annotated[str, AfterValidator(_plain_name)]
+
+
 class TensorSpec(_Strict):
     name: str
-    shape: list[int | str]  # a string is a dynamic axis
-    dtype: str
+    shape: list[Annotated[int, Field(ge=1)] | str]  # a string is a dynamic axis
+    dtype: Literal["float32", "float16", "int64", "int32"]
 
 
 class FileEntry(_Strict):
@@ -48,6 +72,15 @@ class Window(_Strict):
     min_samples: int = Field(gt=0)
     max_samples: int = Field(gt=0)
 
+    @model_validator(mode="after")
+    def _ordered(self) -> "Window":
+        if not self.min_samples <= self.samples <= self.max_samples:
+            raise ValueError(f"window: min_samples {self.min_samples} <= samples {self.samples} <= max_samples "
+                             f"{self.max_samples} does not hold")
+        if not self.dynamic_time and not self.min_samples == self.samples == self.max_samples:
+            raise ValueError("window: a static window has min_samples = samples = max_samples")
+        return self
+
 
 class Stream(_Strict):
     """The two graphs a causal model streams with: the encoders over a window of audio that
@@ -55,34 +88,38 @@ class Stream(_Strict):
     transformer + GRU smoother, fed the new frames with the history of fused frames and the GRU
     state carried from the last call."""
 
-    encoder: str
-    decoder: str
+    encoder: FileName
+    decoder: FileName
     context_samples: int = Field(ge=0)
     lookahead_samples: int = Field(ge=0)
     hop_samples: int = Field(gt=0)
-    state_shape: list[int]
+    state_shape: list[Annotated[int, Field(ge=1)]]
 
 
 class Tolerances(_Strict):
-    """How closely a backend must reproduce the golden (PyTorch FP32) outputs."""
+    """How closely a backend must reproduce the golden (PyTorch FP32) outputs. The bounds keep an
+    edited manifest from waving any output through."""
 
-    max_abs_logit: float | None = None  # FP32: raw outputs
-    max_abs_doa: float | None = None
-    min_decision_agreement: float | None = None  # reduced precision: SED decisions...
-    max_mean_doa_error_deg: float | None = None  # ...and DOA angle on the golden-active tracks
-    max_p95_doa_error_deg: float | None = None
+    max_abs_logit: float | None = Field(None, gt=0, le=1.0)  # FP32: raw outputs
+    max_abs_doa: float | None = Field(None, gt=0, le=1.0)
+    min_decision_agreement: float | None = Field(None, ge=0.5, le=1.0)  # reduced precision: SED decisions...
+    max_mean_doa_error_deg: float | None = Field(None, gt=0, le=30.0)  # ...and DOA angle on the golden-active tracks
+    max_p95_doa_error_deg: float | None = Field(None, gt=0, le=60.0)
 
 
 class Engine(_Strict):
-    """A serialized TensorRT engine runs only on the TensorRT version and GPU it was built with."""
+    """A serialized TensorRT engine runs only on the TensorRT version and GPU it was built with;
+    a TensorRT-RTX one on its version and any GPU of the compute capabilities it was built for."""
 
-    file: str
+    file: FileName
+    builder: Literal["tensorrt", "tensorrt-rtx"] = "tensorrt"
     tensorrt_version: str
     gpu_name: str
     compute_capability: str
+    compute_capabilities: list[str] = []  # tensorrt-rtx: the ahead-of-time targets
     dla_core: int | None = None
-    layer_info: str | None = None
-    timing_cache: str | None = None
+    layer_info: FileName | None = None
+    timing_cache: str | None = None  # beside the bundle (../NAME.timing.cache), not part of it
 
 
 class BundleManifest(_Strict):
@@ -92,39 +129,83 @@ class BundleManifest(_Strict):
     target: str
     target_tensorrt: str  # the TensorRT version the graph was linted for
     precision: Precision
-    model: str  # the ONNX file the engine is built from
-    inputs: list[TensorSpec]
-    outputs: list[TensorSpec]
-    sample_rate: int
+    model: FileName  # the ONNX file the engine is built from
+    inputs: list[TensorSpec] = Field(min_length=1)
+    outputs: list[TensorSpec] = Field(min_length=2)
+    sample_rate: int = Field(ge=8_000, le=192_000)
     channel_order: str
-    label_hop_s: float
-    label_hop_samples: int
+    label_hop_s: float = Field(gt=0)
+    label_hop_samples: int = Field(gt=0)
     window: Window
     causal: bool
     stream: Stream | None = None
-    class_names: list[str]
-    thresholds: list[float]
+    class_names: list[str] = Field(min_length=1)
+    thresholds: list[Annotated[float, Field(gt=0, lt=1)]]
     config_name: str
     config_fingerprint: str
     source_checkpoint: str
     source_checkpoint_sha256: str | None
-    calibration_cache: str | None = None
-    golden: str
+    calibration_cache: FileName | None = None
+    golden: FileName
     tolerances: Tolerances
-    profile_report: str | None = None
-    build_script: str
+    profile_report: FileName | None = None
+    build_script: FileName
     engine: Engine | None = None
+    fp16_model: FileName | None = None  # FP16-typed graph for strongly typed builders (TensorRT-RTX)
+    tensorrt_check: TensorRTCheck | None = None  # every graph parsed and built where a builder imports
     steps: list[dict] = []
-    files: dict[str, FileEntry]
+    files: dict[FileName, FileEntry]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "BundleManifest":
+        """The numbers must describe one model: a hop that divides every window length, one
+        threshold per class, outputs as wide as the class list."""
+        hop = self.label_hop_samples
+        if hop != round(self.label_hop_s * self.sample_rate):
+            raise ValueError(f"label_hop_samples {hop} is not label_hop_s {self.label_hop_s} x sample_rate "
+                             f"{self.sample_rate}")
+        w = self.window
+        if any(n % hop for n in (w.samples, w.min_samples, w.max_samples)):
+            raise ValueError(f"window lengths {w.min_samples}/{w.samples}/{w.max_samples} are not whole label hops "
+                             f"of {hop} samples")
+        if len(self.thresholds) != len(self.class_names):
+            raise ValueError(f"{len(self.thresholds)} thresholds for {len(self.class_names)} classes")
+        if len(set(self.class_names)) != len(self.class_names):
+            raise ValueError("class_names repeats a name")
+        for out in self.outputs[:2]:
+            if len(out.shape) < 4 or out.shape[3] != len(self.class_names):
+                raise ValueError(f"output {out.name} has shape {out.shape}; its class axis (4th) must be "
+                                 f"{len(self.class_names)}, the number of class_names")
+        return self
+
+    def named_files(self) -> list[str]:
+        """Every file the manifest points at, besides the hashed list itself."""
+        names = [self.model, self.golden, self.build_script, self.calibration_cache, self.profile_report,
+                 self.fp16_model]
+        if self.stream is not None:
+            names += [self.stream.encoder, self.stream.decoder]
+        if self.engine is not None:
+            names += [self.engine.file, self.engine.layer_info]
+        return [n for n in names if n]
+
+
+def bundle_files(root: Path) -> list[str]:
+    """Every file under `root` but the manifest, by POSIX relative path; symlinks are listed as
+    themselves (never followed), so a link out of the bundle cannot hide there."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        here = Path(dirpath)
+        links = [d for d in dirnames if (here / d).is_symlink()]
+        for name in sorted(filenames + links):
+            rel = (here / name).relative_to(root).as_posix()
+            if rel != MANIFEST:
+                out.append(rel)
+    return sorted(out)
 
 
 def file_entries(root: Path) -> dict[str, FileEntry]:
-    """Every file under `root` but the manifest, by POSIX relative path."""
-    out = {}
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and p.name != MANIFEST and not p.name.startswith("."):
-            out[p.relative_to(root).as_posix()] = FileEntry(sha256=sha256_file(p), bytes=p.stat().st_size)
-    return out
+    return {rel: FileEntry(sha256=sha256_file(root / rel), bytes=(root / rel).stat().st_size)
+            for rel in bundle_files(root)}
 
 
 def write_manifest(root: Path, manifest: dict) -> BundleManifest:
@@ -139,13 +220,12 @@ def write_manifest(root: Path, manifest: dict) -> BundleManifest:
 
 def publish(work: Path, out: Path) -> None:
     """Move a finished bundle from its work folder onto `out`: an older bundle there is replaced
-    whole (never merged); anything else there is left alone and refused."""
+    whole (never merged); anything else there is left alone and refused. The caller holds the
+    output's lock (`io.output_lock`), so no other run publishes in between."""
     if out.exists():
-        if not (out / MANIFEST).is_file() and any(out.iterdir()):
+        if not out.is_dir() or (not (out / MANIFEST).is_file() and any(out.iterdir())):
             raise EdgeError(f"{out}: exists, is not empty and is not a bundle; give another --out")
-        old = out.with_name(out.name + ".old")
-        if old.exists():
-            shutil.rmtree(old)
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
         os.replace(out, old)
         os.replace(work, out)
         shutil.rmtree(old)
@@ -155,7 +235,8 @@ def publish(work: Path, out: Path) -> None:
 
 
 class Bundle:
-    """A bundle folder whose manifest validated and whose files all match their sha256."""
+    """A bundle folder whose manifest validated, whose files all match their sha256 and whose
+    contract matches its files."""
 
     def __init__(self, root: Path, manifest: BundleManifest):
         self.root, self.manifest = root, manifest
@@ -168,16 +249,32 @@ class Bundle:
         return np.asarray(self.manifest.thresholds, dtype=np.float32)
 
 
-def load_bundle(root: str | Path, check_hashes: bool = True) -> Bundle:
+def load_bundle(root: str | Path) -> Bundle:
+    """Validate everything a bundle claims before anything in it is run (see the module doc)."""
     root = Path(root)
     mpath = root / MANIFEST
+    manifest = read_manifest(mpath)
+    problems = _file_problems(root, manifest)
+    if problems:
+        raise EdgeError(f"{root}: bundle integrity check failed: " + "; ".join(problems), ErrorKind.CHECK)
+    contract = check_contract(root, manifest)
+    if contract:
+        raise EdgeError(f"{root}: the manifest does not describe its files: " + "; ".join(contract), ErrorKind.CHECK)
+    return Bundle(root, manifest)
+
+
+def read_manifest(mpath: Path) -> BundleManifest:
     if not mpath.is_file():
-        raise EdgeError(f"{root}: not a bundle (no {MANIFEST})")
+        raise EdgeError(f"{mpath.parent}: not a bundle (no {MANIFEST})")
+    if mpath.stat().st_size > MAX_MANIFEST_BYTES:
+        raise EdgeError(f"{mpath}: {mpath.stat().st_size:,} bytes; a manifest is a few kB (at most {MAX_MANIFEST_BYTES:,})")
     try:
         data = json.loads(mpath.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise EdgeError(f"{mpath}: not readable JSON ({e})") from None
-    if isinstance(data, dict) and data.get("format") != FORMAT:
+    if not isinstance(data, dict):
+        raise EdgeError(f"{mpath}: not a manifest (a JSON object is expected)")
+    if data.get("format") != FORMAT:
         raise EdgeError(f"{mpath}: bundle format {data.get('format')!r}; this toolkit "
                         f"({at2seld_edge.__version__}) reads {FORMAT!r}")
     try:
@@ -187,25 +284,26 @@ def load_bundle(root: str | Path, check_hashes: bool = True) -> Bundle:
     if _major(manifest.toolkit_version) != _major(at2seld_edge.__version__):
         raise EdgeError(f"{mpath}: made by at2seld-edge {manifest.toolkit_version}; this is "
                         f"{at2seld_edge.__version__} (a different major version); rebuild the bundle")
-    if check_hashes:
-        problems = []
-        for name, entry in manifest.files.items():
-            p = root / name
-            if not p.is_file():
-                problems.append(f"{name}: missing")
-            elif p.stat().st_size != entry.bytes or sha256_file(p) != entry.sha256:
-                problems.append(f"{name}: sha256 differs from the manifest (changed after the build)")
-        referenced = [manifest.model, manifest.golden, manifest.build_script]
-        referenced += [f for f in (manifest.calibration_cache, manifest.profile_report) if f]
-        if manifest.stream is not None:
-            referenced += [manifest.stream.encoder, manifest.stream.decoder]
-        if manifest.engine is not None:
-            referenced.append(manifest.engine.file)
-        problems += [f"{name}: named by the manifest but not hashed in it" for name in referenced
-                     if name not in manifest.files]
-        if problems:
-            raise EdgeError(f"{root}: bundle integrity check failed: " + "; ".join(problems), ErrorKind.CHECK)
-    return Bundle(root, manifest)
+    return manifest
+
+
+def _file_problems(root: Path, manifest: BundleManifest) -> list[str]:
+    """Names that leave the bundle, files changed, missing, unlisted or named but not hashed."""
+    problems = []
+    inside = root.resolve()
+    for name, entry in manifest.files.items():
+        p = root / name
+        if p.is_symlink() and not p.resolve().is_relative_to(inside):
+            problems.append(f"{name}: a symlink out of the bundle (to {os.readlink(p)})")
+        elif not p.is_file():
+            problems.append(f"{name}: missing")
+        elif p.stat().st_size != entry.bytes or sha256_file(p) != entry.sha256:
+            problems.append(f"{name}: sha256 differs from the manifest (changed after the build)")
+    problems += [f"{name}: present but not listed in the manifest" for name in bundle_files(root)
+                 if name not in manifest.files]
+    problems += [f"{name}: named by the manifest but not hashed in it" for name in manifest.named_files()
+                 if name not in manifest.files]
+    return problems
 
 
 def _major(version: str) -> str:

@@ -4,7 +4,11 @@ parser, data types, opset and dynamic shapes; with `dla`, which layers a DLA cor
 
 The tables follow onnx-tensorrt's `docs/operators.md` of the 8.5, 8.6, 10.3 and 10.15 release
 branches (JetPack 5.1 ships 8.5, JetPack 6.0 8.6, JetPack 6.1/6.2 10.3); a version between two
-tables is linted with the older one. DLA eligibility follows TensorRT's DLA supported-layers list
+tables is linted with the older one. Per version, `RULES` holds the unsupported operators, the
+opset and the quantized types; the operators' restrictions are the table `OP_RULES`, each rule
+with the versions it applies to, so a new TensorRT version is a data change. Both are checked
+against TensorRT-RTX's parser by tests/deploy/test_lint_corpus.py, which explains each case where
+they differ. DLA eligibility follows TensorRT's DLA supported-layers list
 for Orin (DLA 2): convolutions, pooling, activations, scale and element-wise layers with static
 shapes, in FP16 or INT8.
 """
@@ -14,7 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Iterable, Literal
 
 import onnx
 from onnx import TensorProto
@@ -58,14 +62,8 @@ RULES: dict[tuple[int, int], TensorRTRules] = {
                             frozenset({TensorProto.INT8, TensorProto.FLOAT8E4M3FN, TensorProto.INT4})),
 }
 
-# Inputs TensorRT needs as build-time constants: op -> (input index, what it is), from `since_opset`.
-_CONSTANT_INPUTS = {
-    "Slice": [(3, "axes")], "Squeeze": [(1, "axes")], "Unsqueeze": [(1, "axes")], "CumSum": [(1, "axis")],
-    "TopK": [(1, "K")],
-}
-_REDUCE = {"ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin",
-           "ReduceProd", "ReduceSum", "ReduceSumSquare"}
-_FLOAT_TYPES = {TensorProto.FLOAT, TensorProto.FLOAT16}
+_REDUCE = frozenset({"ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin",
+                     "ReduceProd", "ReduceSum", "ReduceSumSquare"})
 
 # DLA (Orin): layer kinds it runs; everything else falls back to the GPU.
 _DLA_ACTIVATIONS = {"Relu", "Sigmoid", "Tanh", "LeakyRelu", "Clip", "PRelu", "Elu"}
@@ -166,10 +164,24 @@ def lint_onnx(path: str | Path, tensorrt: str, dla: bool = False, precision: str
         add(Finding("error", "(model)", "-", "-", f"opset {opset} is newer than TensorRT {tensorrt} parses "
                     f"(up to {rules.max_opset}); export with --opset {rules.max_opset}"))
     graph = model.graph
-    constants = {i.name for i in graph.initializer}
-    constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
-    types = _value_types(model)
+    ctx = _Context(graph, rules, tensorrt, _value_types(model))
+    _lint_inputs(graph, ctx.constants, add)
+    int64 = 0
+    for node in graph.node:
+        module = _module(node)
+        for severity, message in _node_problems(node, ctx):
+            add(Finding(severity, node.name, node.op_type, module, message))
+        int64 += sum(ctx.types.get(n) == TensorProto.INT64 for n in (*node.input, *node.output)) \
+            if not rules.native_int64 else 0
+    if int64:
+        add(Finding("info", "(graph)", "-", "-", f"{int64} INT64 tensor uses (shape arithmetic): TensorRT "
+                    f"{tensorrt} casts them to INT32"))
+    if dla:
+        report.dla = _dla_eligibility(graph, precision, ctx.constants, ctx.types, add)
+    return report
 
+
+def _lint_inputs(graph: onnx.GraphProto, constants: set[str], add) -> None:
     for inp in graph.input:
         if inp.name in constants:
             continue
@@ -181,82 +193,152 @@ def lint_onnx(path: str | Path, tensorrt: str, dla: bool = False, precision: str
             add(Finding("info", inp.name, "input", "-", f"dynamic axes {', '.join(dyn)}: the engine needs an "
                         "optimization profile (min/opt/max) for them"))
 
-    int64 = 0
-    for node in graph.node:
-        module = _module(node)
-        if node.domain not in ("", "ai.onnx"):
-            add(Finding("error", node.name, node.op_type, module, f"custom domain {node.domain!r}: needs a TensorRT "
-                        "plugin, which this toolkit does not build"))
-            continue
-        if node.op_type in rules.unsupported:
-            hint = " (export at opset 16 so torch writes it as primitive ops)" if node.op_type == "LayerNormalization" else ""
-            add(Finding("error", node.name, node.op_type, module,
-                        f"operator {node.op_type} is not supported by TensorRT {tensorrt}'s ONNX parser{hint}"))
-            continue
-        for idx, what in _CONSTANT_INPUTS.get(node.op_type, []):
-            if len(node.input) > idx and node.input[idx] and node.input[idx] not in constants:
-                add(Finding("error", node.name, node.op_type, module, f"input `{what}` must be a build-time constant"))
-        if node.op_type in _REDUCE and rules.version >= (10, 0) and len(node.input) > 1 and node.input[1] \
-                and node.input[1] not in constants:
-            add(Finding("error", node.name, node.op_type, module, "input `axes` must be an initializer"))
-        if node.op_type in ("AveragePool", "MaxPool", "LpPool"):
-            k = _attr(node, "kernel_shape", [])
-            if len(k) not in (2, 3):
-                add(Finding("error", node.name, node.op_type, module, f"{len(k)}-D pooling: TensorRT pools 2-D or 3-D only"))
-            if any(d != 1 for d in _attr(node, "dilations", []) or []):
-                add(Finding("error", node.name, node.op_type, module, "pooling dilations must be all ones"))
-        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
-            _lint_qdq(node, module, graph, rules, tensorrt, types, add)
-        if node.op_type in ("GRU", "LSTM", "RNN") and _attr(node, "direction", b"forward") == b"bidirectional":
-            acts = _attr(node, "activations")
-            if acts and acts[: len(acts) // 2] != acts[len(acts) // 2:]:
-                add(Finding("error", node.name, node.op_type, module,
-                            "bidirectional RNN with different activations per direction"))
-        if node.op_type == "LSTM" and (_attr(node, "input_forget", 0) or _attr(node, "layout", 0)):
-            add(Finding("error", node.name, node.op_type, module, "LSTM `input_forget` and `layout` must be 0"))
-        if node.op_type == "LayerNormalization" and any(o for o in node.output[1:]):
-            add(Finding("error", node.name, node.op_type, module, "only the first output of LayerNormalization is supported"))
-        if node.op_type == "Resize":
-            mode = _attr(node, "mode", b"nearest").decode()
-            if mode not in ("nearest", "linear"):
-                add(Finding("error", node.name, node.op_type, module, f"Resize mode {mode!r}: nearest or linear only"))
-        for name in list(node.input) + list(node.output):
-            t = types.get(name)
-            if t in (TensorProto.BFLOAT16, TensorProto.FLOAT8E4M3FN, TensorProto.INT4) and rules.version < (10, 0):
-                add(Finding("error", node.name, node.op_type, module,
-                            f"tensor {name} is {TensorProto.DataType.Name(t)}, which TensorRT {tensorrt} does not have"))
-            elif t == TensorProto.DOUBLE:
-                add(Finding("warning", node.name, node.op_type, module, f"tensor {name} is DOUBLE: TensorRT casts it to FLOAT"))
-            elif t == TensorProto.UINT8 and node.op_type not in ("QuantizeLinear", "DequantizeLinear", "Cast"):
-                add(Finding("error", node.name, node.op_type, module,
-                            f"tensor {name} is UINT8, allowed only as a network input or output"))
-            elif t == TensorProto.INT64 and not rules.native_int64:
-                int64 += 1
-    if int64:
-        add(Finding("info", "(graph)", "-", "-", f"{int64} INT64 tensor uses (shape arithmetic): TensorRT "
-                    f"{tensorrt} casts them to INT32"))
-    if dla:
-        report.dla = _dla_eligibility(graph, precision, constants, types, add)
-    return report
+
+# ----------------------------------------------------------------------------- per-operator rules
 
 
-def _lint_qdq(node, module, graph, rules: TensorRTRules, tensorrt: str, types: dict, add) -> None:
-    inits = {i.name: i for i in graph.initializer}
+@dataclass
+class _Context:
+    """What a rule may read besides its node."""
+
+    graph: onnx.GraphProto
+    rules: TensorRTRules
+    tensorrt: str
+    types: dict[str, int]
+    constants: set[str] = field(default_factory=set)
+    inits: dict[str, onnx.TensorProto] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.inits = {i.name: i for i in self.graph.initializer}
+        self.constants = set(self.inits) | {o for n in self.graph.node if n.op_type == "Constant" for o in n.output}
+
+    def constant(self, node: onnx.NodeProto, index: int) -> bool:
+        """Input `index` is absent or a build-time constant."""
+        return len(node.input) <= index or not node.input[index] or node.input[index] in self.constants
+
+
+Check = Callable[[onnx.NodeProto, _Context], Iterable[str]]
+
+
+@dataclass(frozen=True)
+class OpRule:
+    """One restriction of TensorRT's ONNX parser on some operators, for the TensorRT versions in
+    [since, until): `check` yields what is wrong with a node (nothing when it is fine)."""
+
+    ops: frozenset[str]
+    check: Check
+    since: tuple[int, int] = (0, 0)
+    until: tuple[int, int] = (99, 0)
+
+    def applies(self, op: str, version: tuple[int, int]) -> bool:
+        return op in self.ops and self.since <= version < self.until
+
+
+def _constant_input(index: int, what: str, wording: str = "a build-time constant") -> Check:
+    def check(node, ctx):
+        if not ctx.constant(node, index):
+            yield f"input `{what}` must be {wording}"
+    return check
+
+
+def _pooling(node, ctx):
+    k = _attr(node, "kernel_shape", [])
+    if len(k) not in (1, 2, 3):  # 1-D pooling is expanded to 2-D by the parser (since 8.5)
+        yield f"{len(k)}-D pooling: TensorRT pools 1-D, 2-D or 3-D only"
+    if any(d != 1 for d in _attr(node, "dilations", []) or []):
+        yield "pooling dilations must be all ones"
+
+
+def _rnn_directions(node, ctx):
+    acts = _attr(node, "activations")
+    if _attr(node, "direction", b"forward") == b"bidirectional" and acts and acts[: len(acts) // 2] != acts[len(acts) // 2:]:
+        yield "bidirectional RNN with different activations per direction"
+
+
+def _attribute_zero(name: str) -> Check:
+    def check(node, ctx):
+        if _attr(node, name, 0):
+            yield f"LSTM `{name}` must be 0"
+    return check
+
+
+def _layernorm_outputs(node, ctx):
+    if any(o for o in node.output[1:]):
+        yield "only the first output of LayerNormalization is supported"
+
+
+def _resize_mode(node, ctx):
+    mode = _attr(node, "mode", b"nearest").decode()
+    if mode not in ("nearest", "linear"):
+        yield f"Resize mode {mode!r}: nearest or linear only"
+
+
+def _qdq(node, ctx):
     zp = node.input[2] if len(node.input) > 2 else ""
-    if zp:
-        if zp in inits:
-            arr = onnx.numpy_helper.to_array(inits[zp])
-            if arr.any():
-                add(Finding("error", node.name, node.op_type, module, "zero point must be 0 (symmetric quantization)"))
-            if inits[zp].data_type not in rules.quantized_types:
-                add(Finding("error", node.name, node.op_type, module,
-                            f"quantized type {TensorProto.DataType.Name(inits[zp].data_type)} is not supported by "
-                            f"TensorRT {tensorrt} (INT8{', FP8, INT4' if rules.version >= (10, 0) else ''})"))
-        else:
-            add(Finding("error", node.name, node.op_type, module, "zero point must be a constant"))
-    scale = node.input[1] if len(node.input) > 1 else ""
-    if scale and scale not in inits and not any(n.op_type == "Constant" and scale in n.output for n in graph.node):
-        add(Finding("error", node.name, node.op_type, module, "scale must be a build-time constant"))
+    if zp and zp in ctx.inits:
+        if onnx.numpy_helper.to_array(ctx.inits[zp]).any():
+            yield "zero point must be 0 (symmetric quantization)"
+        if ctx.inits[zp].data_type not in ctx.rules.quantized_types:
+            newer = ", FP8, INT4" if ctx.rules.version >= (10, 0) else ""
+            yield (f"quantized type {TensorProto.DataType.Name(ctx.inits[zp].data_type)} is not supported by "
+                   f"TensorRT {ctx.tensorrt} (INT8{newer})")
+    elif zp:
+        yield "zero point must be a constant"
+    if not ctx.constant(node, 1):
+        yield "scale must be a build-time constant"
+
+
+def _unsupported(node, ctx):
+    if node.domain not in ("", "ai.onnx"):
+        yield f"custom domain {node.domain!r}: needs a TensorRT plugin, which this toolkit does not build"
+    elif node.op_type in ctx.rules.unsupported:
+        hint = " (export at opset 16 so torch writes it as primitive ops)" if node.op_type == "LayerNormalization" else ""
+        yield f"operator {node.op_type} is not supported by TensorRT {ctx.tensorrt}'s ONNX parser{hint}"
+
+
+def _ops(*names: str) -> frozenset[str]:
+    return frozenset(names)
+
+
+# onnx-tensorrt's docs/operators.md per release branch, corrected where the corpus in
+# tests/deploy/test_lint_corpus.py found the parser more permissive (1-D pooling, TopK's K).
+OP_RULES: tuple[OpRule, ...] = (
+    OpRule(_ops("Slice"), _constant_input(3, "axes")),
+    OpRule(_ops("Squeeze", "Unsqueeze"), _constant_input(1, "axes")),
+    OpRule(_ops("CumSum"), _constant_input(1, "axis")),
+    OpRule(_ops("TopK"), _constant_input(1, "K"), until=(8, 6)),
+    OpRule(_REDUCE, _constant_input(1, "axes", "an initializer"), since=(10, 0)),
+    OpRule(_ops("AveragePool", "MaxPool", "LpPool"), _pooling),
+    OpRule(_ops("QuantizeLinear", "DequantizeLinear"), _qdq),
+    OpRule(_ops("GRU", "LSTM", "RNN"), _rnn_directions),
+    OpRule(_ops("LSTM"), _attribute_zero("input_forget")),
+    OpRule(_ops("LSTM"), _attribute_zero("layout")),
+    OpRule(_ops("LayerNormalization"), _layernorm_outputs),
+    OpRule(_ops("Resize"), _resize_mode),
+)
+
+
+def _tensor_types(node, ctx) -> Iterable[tuple[Severity, str]]:
+    """Data types: the same for every operator."""
+    for name in (*node.input, *node.output):
+        t = ctx.types.get(name)
+        if t in (TensorProto.BFLOAT16, TensorProto.FLOAT8E4M3FN, TensorProto.INT4) and ctx.rules.version < (10, 0):
+            yield "error", f"tensor {name} is {TensorProto.DataType.Name(t)}, which TensorRT {ctx.tensorrt} does not have"
+        elif t == TensorProto.DOUBLE:
+            yield "warning", f"tensor {name} is DOUBLE: TensorRT casts it to FLOAT"
+        elif t == TensorProto.UINT8 and node.op_type not in ("QuantizeLinear", "DequantizeLinear", "Cast"):
+            yield "error", f"tensor {name} is UINT8, allowed only as a network input or output"
+
+
+def _node_problems(node: onnx.NodeProto, ctx: _Context) -> list[tuple[Severity, str]]:
+    """(severity, message) of everything wrong with one node: an unsupported operator stops
+    there; else every rule of the table that applies, then the data types."""
+    unsupported = [("error", m) for m in _unsupported(node, ctx)]
+    if unsupported:
+        return unsupported
+    problems = [("error", m) for rule in OP_RULES if rule.applies(node.op_type, ctx.rules.version)
+                for m in rule.check(node, ctx)]
+    return problems + list(_tensor_types(node, ctx))
 
 
 def _value_types(model: onnx.ModelProto) -> dict[str, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -12,30 +13,54 @@ from at2seld_edge.data.formats import xyz_to_sph
 from at2seld_edge.errors import EdgeError
 from at2seld_edge.evaluation.decode import decode, write_output_csv
 from at2seld_edge.evaluation.metrics import Frames
-from at2seld_edge.io import atomic_path
+from at2seld_edge.io import atomic_path, check_output_file
+from at2seld_edge.data.spec import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+from at2seld_edge.deploy.runtime import describe_non_finite, non_finite
 
 
-def read_foa(path: Path, sample_rate: int, resample: bool) -> np.ndarray:
-    """(4, samples) float32 at `sample_rate`; another rate is resampled only when asked."""
+MAX_RESAMPLE_FACTOR = 1000  # up or down factor of the polyphase filter (44.1 -> 24 kHz is 80 / 147)
+
+
+def read_foa(path: Path, sample_rate: int, resample: bool, repair: bool = False,
+             warn: Callable[[str], None] = print) -> np.ndarray:
+    """(4, samples) float32 at `sample_rate`; another rate is resampled only when asked;
+    non-finite samples are zeroed only when asked (else the runtime refuses them)."""
     import soundfile as sf
 
     if not path.is_file():
         raise EdgeError(f"{path}: audio file not found")
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        info = sf.info(str(path))
     except Exception as e:
         raise EdgeError(f"{path}: not a readable audio file ({e})") from None
-    if data.shape[1] != 4:
-        raise EdgeError(f"{path}: {data.shape[1]} channels; the model takes 4-channel FOA (ACN: W, Y, Z, X)")
-    audio = np.ascontiguousarray(data.T)
+    if info.channels != 4:
+        raise EdgeError(f"{path}: {info.channels} channels; the model takes 4-channel FOA (ACN: W, Y, Z, X)")
+    sr = info.samplerate
+    if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
+        raise EdgeError(f"{path}: sample rate {sr} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz")
+    up, down = sample_rate // gcd(sr, sample_rate), sr // gcd(sr, sample_rate)
     if sr != sample_rate:
         if not resample:
             raise EdgeError(f"{path}: sample rate {sr} Hz; the bundle expects {sample_rate} Hz "
                             "(add --resample to convert it)")
+        if max(up, down) > MAX_RESAMPLE_FACTOR:
+            raise EdgeError(f"{path}: {sr} Hz -> {sample_rate} Hz is a {up}/{down} polyphase resampling (a filter of "
+                            f"~{20 * max(up, down):,} taps); convert the file to a common rate first")
+    try:
+        data, _ = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as e:
+        raise EdgeError(f"{path}: not a readable audio file ({e})") from None
+    audio = np.ascontiguousarray(data.T)
+    bad = non_finite(audio)
+    if bad is not None:
+        if not repair:
+            raise EdgeError(f"{path}: {describe_non_finite(bad)}; add --repair to set them to 0")
+        warn(f"warning: {path}: {describe_non_finite(bad)}, set to 0 (--repair)")
+        audio = np.nan_to_num(audio, nan=0.0, posinf=0.0, neginf=0.0)
+    if sr != sample_rate:
         from scipy.signal import resample_poly
 
-        g = gcd(sr, sample_rate)
-        audio = resample_poly(audio, sample_rate // g, sr // g, axis=1).astype(np.float32)
+        audio = resample_poly(audio, up, down, axis=1).astype(np.float32)
     return audio
 
 
@@ -47,11 +72,20 @@ class RunResult:
     png: Path | None
 
 
-def run_file(runtime, wav: Path, out_csv: Path, png: bool = True, resample: bool = False,
-             stream: bool = False) -> RunResult:
-    """With `stream`, the recording is fed as a live stream would be, one label hop per call."""
+@dataclass
+class RunOptions:
+    out_csv: Path
+    png: bool = True
+    resample: bool = False  # another sample rate is converted instead of refused
+    stream: bool = False  # fed as a live stream would be, one label hop per call
+    repair: bool = False  # non-finite samples are zeroed (with a warning) instead of refused
+
+
+def run_file(runtime, wav: Path, opts: RunOptions, warn: Callable[[str], None] = print) -> RunResult:
     m = runtime.manifest
-    audio = read_foa(wav, m.sample_rate, resample)
+    out_csv, png, stream = opts.out_csv, opts.png, opts.stream
+    check_output_file(out_csv)
+    audio = read_foa(wav, m.sample_rate, opts.resample, opts.repair, warn)
     if stream:
         probs, doa = stream_through(runtime, audio)
     else:

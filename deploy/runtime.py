@@ -1,8 +1,8 @@
 """The Python runtime: a bundle, loaded after its integrity check, run by ONNX Runtime (CPU or
 CUDA provider) or by its TensorRT engine, on whole clips or as a stream.
 
-Backends are looked up by name in `RUNTIMES`; `auto` takes TensorRT where the bundle has an
-engine and TensorRT is importable, else ONNX Runtime. Each backend runs one graph:
+Backends are looked up by name in `RUNTIMES`; `auto` takes the bundle's engine where its builder
+(TensorRT or TensorRT-RTX) imports and a GPU is visible, else ONNX Runtime. Each backend runs one graph:
 `run(feeds) -> outputs`, numpy in and out.
 """
 
@@ -17,7 +17,7 @@ from at2seld_edge.errors import EdgeError, ErrorKind
 from at2seld_edge.evaluation.decode import sigmoid
 from at2seld_edge.registry import Registry
 from at2seld_edge.deploy.bundle import Bundle, load_bundle
-from at2seld_edge.deploy.engine import check_engine_compatible, tensorrt_available
+from at2seld_edge.deploy.engine import check_engine_compatible, engine_backend, engine_runner
 
 
 class GraphSession(Protocol):
@@ -63,16 +63,21 @@ def tensorrt_session(bundle: Bundle, graph: str, device: str = "auto") -> GraphS
     engine = bundle.manifest.engine
     if engine is None or graph != bundle.manifest.model:
         raise EdgeError(f"{bundle.root}: no TensorRT engine for {graph} in this bundle (built where TensorRT was "
-                        "absent): run its build_engine.sh on the device, or use --backend onnxruntime", ErrorKind.USAGE)
+                        "absent): run `edge build` on the device, or use --backend onnxruntime", ErrorKind.USAGE)
     check_engine_compatible(engine, bundle.root)
     return TensorRTRunner(bundle.path(engine.file))
+
+
+@RUNTIMES.register("tensorrt-rtx")
+def tensorrt_rtx_session(bundle: Bundle, graph: str, device: str = "auto") -> GraphSession:
+    return engine_runner(bundle, graph, "tensorrt-rtx")
 
 
 def choose_backend(bundle: Bundle, backend: str) -> str:
     if backend != "auto":
         RUNTIMES.get(backend)
         return backend
-    return "tensorrt" if bundle.manifest.engine is not None and tensorrt_available() else "onnxruntime"
+    return engine_backend(bundle) or "onnxruntime"
 
 
 class SeldRuntime:
@@ -94,10 +99,16 @@ class SeldRuntime:
         return self.bundle.manifest
 
     def check_audio(self, audio: np.ndarray, source: str) -> np.ndarray:
+        """(4, samples) float32 of finite values: a NaN would spread through every frame of its
+        window and come out as confident nonsense, so it is refused here (silence is fine)."""
         if audio.ndim != 2 or audio.shape[0] != 4:
             raise EdgeError(f"{source}: {audio.shape[0] if audio.ndim == 2 else audio.ndim} channels, the bundle "
                             f"expects 4 (FOA, {self.manifest.channel_order})")
-        return np.ascontiguousarray(audio, dtype=np.float32)
+        audio = np.ascontiguousarray(audio, dtype=np.float32)
+        bad = non_finite(audio)
+        if bad is not None:
+            raise EdgeError(f"{source}: {describe_non_finite(bad)}; `edge run --repair` zeros them")
+        return audio
 
     def infer(self, audio: np.ndarray) -> dict[str, np.ndarray]:
         """One inference: audio (B, 4, samples) in a length the bundle accepts."""
@@ -139,6 +150,20 @@ class SeldRuntime:
             raise EdgeError(f"{self.bundle.root}: this model is not causal (bidirectional smoother), so it does not "
                             "stream; build a causal config (smoother.causal: true)", ErrorKind.USAGE)
         return Streamer(self)
+
+
+def non_finite(audio: np.ndarray) -> tuple[int, int, int] | None:
+    """(count, channel, sample) of the non-finite values of (channels, samples) audio, or None."""
+    bad = ~np.isfinite(audio)
+    if not bad.any():
+        return None
+    ch, idx = np.nonzero(bad)
+    first = int(np.argmin(idx))
+    return int(bad.sum()), int(ch[first]), int(idx[first])
+
+
+def describe_non_finite(bad: tuple[int, int, int]) -> str:
+    return f"{bad[0]} non-finite sample(s) (NaN or Inf), the first at sample {bad[2]} of channel {bad[1]}"
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

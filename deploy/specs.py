@@ -9,7 +9,8 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from at2seld_edge.config import format_validation_error, yaml_mapping
+from at2seld_edge.config import format_validation_error
+from at2seld_edge.yamlfile import read_text, yaml_mapping
 from at2seld_edge.errors import EdgeError
 
 S = TypeVar("S", bound=BaseModel)
@@ -28,7 +29,7 @@ def load_named_yaml(name_or_path: str | Path, package: str, schema: type[S], kin
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
             raise EdgeError(f"{path}: {kind} file not found")
-        text, source = path.read_text(encoding="utf-8"), str(path)
+        text, source = read_text(path, kind), str(path)
     elif name in shipped_names(package):
         text, source = (resources.files(package) / f"{name}.yaml").read_text(encoding="utf-8"), f"{kind} {name}"
     else:

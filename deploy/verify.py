@@ -1,9 +1,7 @@
 """Golden inputs and outputs, and the check that a backend reproduces them.
 
-The golden outputs are the PyTorch FP32 model's (what the checkpoint computes). An FP32 backend
-must match them number for number; FP16 and INT8 change numbers by design, so they must match
-the SED decisions (probability above the class threshold) and the DOA angle of the tracks the
-golden model calls active.
+The golden outputs are the PyTorch FP32 model's (what the checkpoint computes); the comparison
+and its tolerances are `evaluation.agreement`'s, the definition compression judges INT8 by too.
 """
 
 from __future__ import annotations
@@ -14,17 +12,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from at2seld_edge.evaluation.decode import sigmoid
-from at2seld_edge.evaluation.metrics import angular_distance
+from at2seld_edge.evaluation.agreement import Comparison, compare, tolerances  # noqa: F401 (re-exported)
 from at2seld_edge.io import atomic_path, markdown_table
 from at2seld_edge.model import OUTPUT_NAMES
 
-TOLERANCES = {
-    "fp32": {"max_abs_logit": 1e-3, "max_abs_doa": 1e-3},
-    "fp16": {"min_decision_agreement": 0.99, "max_mean_doa_error_deg": 2.0, "max_p95_doa_error_deg": 5.0},
-    "int8": {"min_decision_agreement": 0.95, "max_mean_doa_error_deg": 5.0, "max_p95_doa_error_deg": 15.0},
-}
-TOLERANCES["best"] = TOLERANCES["int8"]
+TOLERANCES = {p: tolerances(p) for p in ("fp32", "fp16", "int8", "best")}  # the defaults
 
 
 def write_golden(model, audios: list[np.ndarray], path: Path) -> None:
@@ -44,37 +36,6 @@ def write_golden(model, audios: list[np.ndarray], path: Path) -> None:
 def read_golden(path: Path) -> dict[str, np.ndarray]:
     with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
-
-
-@dataclass
-class Comparison:
-    input: int
-    max_abs_logit: float
-    max_abs_doa: float
-    decision_agreement: float
-    mean_doa_error_deg: float
-    p95_doa_error_deg: float
-    failures: list[str] = field(default_factory=list)
-
-
-def compare(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], thresholds: np.ndarray, tol: dict,
-            index: int = 0) -> Comparison:
-    """One golden input: the backend's outputs against the reference's, under `tol`."""
-    ref_on = sigmoid(ref["sed_logits"]) > thresholds
-    got_on = sigmoid(got["sed_logits"]) > thresholds
-    err = angular_distance(got["doa"][ref_on], ref["doa"][ref_on]) if ref_on.any() else np.zeros(1)
-    c = Comparison(index, float(np.abs(got["sed_logits"] - ref["sed_logits"]).max()),
-                   float(np.abs(got["doa"] - ref["doa"]).max()), float((ref_on == got_on).mean()),
-                   float(err.mean()), float(np.percentile(err, 95)))
-    checks = [("max_abs_logit", c.max_abs_logit, "<="), ("max_abs_doa", c.max_abs_doa, "<="),
-              ("min_decision_agreement", c.decision_agreement, ">="),
-              ("max_mean_doa_error_deg", c.mean_doa_error_deg, "<="), ("max_p95_doa_error_deg", c.p95_doa_error_deg, "<=")]
-    for key, value, op in checks:
-        limit = tol.get(key)
-        if limit is not None and not (value <= limit if op == "<=" else value >= limit):
-            c.failures.append(f"input {index}: {key.removeprefix('max_').removeprefix('min_')} {value:.4g} "
-                              f"(must be {op} {limit:g})")
-    return c
 
 
 @dataclass

@@ -59,3 +59,41 @@ def test_embedded_config_is_validated(tmp_path):
     torch.save(blob, path)
     with pytest.raises(EdgeError, match=r"embedded config.*smoother\.hiden"):
         load_checkpoint(path)
+
+
+def test_thresholds_must_be_one_per_class_at_load(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint(path, build_model(variant()))
+    blob = torch.load(path, weights_only=True)
+    blob["thresholds"] = blob["thresholds"][:3]
+    torch.save(blob, path)
+    with pytest.raises(EdgeError, match=r"ckpt.pt: \d+ class names and 3 thresholds for a model of \d+ classes"):
+        load_checkpoint(path)
+    blob["thresholds"] = [float("nan")] * len(blob["classes"])
+    torch.save(blob, path)
+    with pytest.raises(EdgeError, match="threshold nan is not a probability"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("content", [b"hello, not a checkpoint", bytes(range(256)) * 4])
+def test_a_file_that_is_not_a_checkpoint_says_so_without_torch_advice(tmp_path, content):
+    path = tmp_path / "x.pt"
+    path.write_bytes(content)
+    with pytest.raises(EdgeError) as e:
+        load_checkpoint(path)
+    assert str(e.value).startswith(f"{path}: not a readable checkpoint")
+    assert "weights_only=False" not in str(e.value) and "`weights_only` set to `False`" not in str(e.value)
+
+
+def test_a_pickled_object_is_named_and_never_run(tmp_path):
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "at2seld-edge.checkpoint/1", "x": Evil()}, path, pickle_protocol=pickle.DEFAULT_PROTOCOL)
+    with pytest.raises(EdgeError, match=r"refused without running it") as e:
+        load_checkpoint(path)
+    assert "weights_only=False" not in str(e.value)

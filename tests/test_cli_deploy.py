@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from at2seld_edge.deploy.build import default_checkpoint
+from at2seld_edge.deploy.build import default_checkpoint, target_tensorrt
+from at2seld_edge.deploy.devices import load_device
 from at2seld_edge.deploy.engine import tensorrt_available
 from at2seld_edge.evaluation.decode import read_output_csv
 from tests.test_cli import assert_user_error, edge
@@ -29,15 +30,18 @@ def test_build_with_no_other_argument_writes_a_complete_bundle(default_build):
     cwd, r = default_build
     assert r.returncode == 0, r.stderr
     text = " ".join(r.stdout.split())
-    assert "TensorRT 10.3 lint clean" in text and "golden check PASS" in text
+    bundle = cwd / DEFAULT_BUNDLE
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    # the lint is for the TensorRT installed here, else the target's newest JetPack's
+    linted = target_tensorrt(load_device("jetson-orin"), None)
+    assert manifest["target_tensorrt"] == linted
+    assert f"TensorRT {linted} lint clean" in text and "golden check PASS" in text
     for step in ("fusion", "export", "tensorrt lint", "golden", "numerical check", "profile"):
         assert f"] {step}:" in r.stderr, step
     if not tensorrt_available():
         assert "TensorRT is not installed here" in r.stderr
-    bundle = cwd / DEFAULT_BUNDLE
-    manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["precision"] == "fp16" and manifest["source_checkpoint"].endswith("at2seld-nano-synth.pt")
-    for name in ("model.fp32.onnx", "golden.npz", "build_engine.sh", "lint.json", "profile/report.md",
+    for name in ("model.fp32.onnx", "golden.npz", "trtexec.sh", "lint.json", "profile/report.md",
                  "profile/report.png"):
         assert name in manifest["files"], name
 
@@ -129,6 +133,7 @@ def test_build_refusals_name_the_problem(tmp_path):
     assert (mine / "notes.txt").read_text() == "keep"
 
 
+@pytest.mark.slow  # a whole build for one TensorRT version; the lint tables are tested in tests/deploy/test_lint.py
 def test_tensorrt_8_5_target_exports_opset_16(tmp_path):
     out = tmp_path / "jp5"
     r = edge("build", "--target", "jetson-orin", "--tensorrt", "8.5", "--no-engine", "--out", str(out))
@@ -136,6 +141,7 @@ def test_tensorrt_8_5_target_exports_opset_16(tmp_path):
     assert "opset 16" in r.stderr and "TensorRT 8.5 lint clean" in " ".join(r.stdout.split())
 
 
+@pytest.mark.slow  # INT8 builds and their golden check run by default in tests/deploy (int8_bundle, test_build_int8)
 def test_int8_bundle_calibrated_on_a_dataset_verifies(synth, tmp_path):
     out = tmp_path / "int8"
     r = edge("build", "--target", "jetson-orin", "--precision", "int8", "--data", str(synth / "dataset.yaml"),

@@ -21,7 +21,7 @@ def test_devices_list_and_show():
 
 def test_profile_default_preset_on_jetson_orin(tmp_path):
     r = edge("profile", "--config", "at2seld-nano", "--target", "jetson-orin", "--budget", "realtime-100ms",
-             "--runs", "5", "--warmup", "1", "--out", str(tmp_path))
+             "--iterations", "5", "--warmup", "1", "--out", str(tmp_path))
     assert r.returncode == 0, r.stderr
     for word in ("frontend", "backbone", "spatial_encoder", "cross_stitch", "track_transformer", "smoother", "heads",
                  "PASS", "residue", "roofline"):
@@ -35,10 +35,13 @@ def test_over_budget_exits_3_naming_the_module(tmp_path):
     path = tmp_path / "tight.yaml"
     path.write_text(yaml.safe_dump(TIGHT))
     args = ("profile", "--config", "at2seld-nano", "--target", "jetson-orin", "--budget", str(path),
-            "--runs", "2", "--warmup", "0")
-    r = edge(*args)
+            "--iterations", "2", "--warmup", "0")
+    r = edge(*args, cwd=tmp_path)
     assert r.returncode == 0 and "FAIL" in r.stdout  # reported, not fatal, without the flag
-    assert_user_error(edge(*args, "--fail-on-violation"), 3, "over budget tight", "backbone gmacs_per_second", "(+")
+    default = tmp_path / "reports" / "profile-at2seld-nano-jetson-orin-nano-8gb-fp16"
+    assert (default / "report.json").is_file() and "reports/profile-at2seld-nano" in r.stdout  # written, and said where
+    assert_user_error(edge(*args, "--fail-on-violation", cwd=tmp_path), 3, "over budget tight",
+                      "backbone gmacs_per_second", "(+")
 
 
 def test_unknown_device_and_budget_list_the_known_ones(tmp_path):
@@ -50,3 +53,12 @@ def test_unknown_device_and_budget_list_the_known_ones(tmp_path):
     bad.write_text(yaml.safe_dump({"name": "b", "description": "d", "total": {"latency": 3}}))
     assert_user_error(edge("profile", "--target", "jetson-orin", "--budget", str(bad)), 1,
                       "bad.yaml", "total.latency", "unknown key")
+
+
+def test_profile_of_a_static_length_export_runs_at_its_length(tmp_path):
+    onnx_path = tmp_path / "static4s.onnx"
+    assert edge("export", "--config", "at2seld-nano", "--seconds", "4", "--out", str(onnx_path)).returncode == 0
+    r = edge("profile", "--onnx", str(onnx_path), "--target", "x86-cpu", "--budget", "realtime-100ms",
+             "--iterations", "2", "--warmup", "0", "--out", str(tmp_path / "p"))
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr and "profiled at 4 s (the graph's static input)" in " ".join(r.stdout.split())

@@ -51,6 +51,7 @@ class SegmentDataset(TorchDataset):
             p = int(self.rng.integers(len(FOA_PATTERNS)))
             audio, doa = rotate_foa(audio, p), rotate_doa(doa, p)
         return {
+            "clip": f"{clip.name}@{start * self.hop}",  # where a batch came from, for error messages
             "audio": torch.from_numpy(audio),
             "activity": torch.from_numpy(act),
             "doa": torch.from_numpy(np.ascontiguousarray(doa, dtype=np.float32)),

@@ -26,6 +26,7 @@ from at2seld_edge.errors import EdgeError
 from at2seld_edge.registry import Registry
 
 LABEL_HOP_S = 0.1  # every format is read onto 100 ms label frames
+MAX_FRAME = 864_000  # 24 h of label frames: a bound on what a label file may ask us to allocate
 
 STARSS23_CLASSES = (
     "femaleSpeech", "maleSpeech", "clapping", "telephone", "laughter", "domesticSounds", "footsteps",
@@ -127,8 +128,12 @@ def _frame_reader(distance_scale: float | None) -> Callable[[Path, int], list[Fr
                 dist = float(cols[5]) * distance_scale if distance_scale is not None else None
             except ValueError:
                 raise _bad(path, lineno, f"not a number in {','.join(cols)!r}") from None
-            if frame < 0:
-                raise _bad(path, lineno, f"negative frame {frame}")
+            if not 0 <= frame <= MAX_FRAME:
+                raise _bad(path, lineno, f"frame {frame} outside 0..{MAX_FRAME} (24 h of 100 ms frames)")
+            if src < 0:
+                raise _bad(path, lineno, f"negative source id {src}")
+            if dist is not None and not (math.isfinite(dist) and dist >= 0):
+                raise _bad(path, lineno, f"distance {cols[5]} is not a finite number >= 0")
             _check_class(path, lineno, cls, n_classes)
             if not (-180 <= az <= 360 and -90 <= el <= 90):
                 raise _bad(path, lineno, f"direction out of range: azimuth {az}, elevation {el}")
@@ -155,8 +160,10 @@ def _read_tau2019(classes: tuple[str, ...]) -> Callable[[Path, int], list[FrameE
                 start, end, el, az, dist = (float(c) for c in cols[1:6])
             except ValueError:
                 raise _bad(path, lineno, f"not a number in {','.join(cols)!r}") from None
-            if end < start:
-                raise _bad(path, lineno, f"event ends ({end}) before it starts ({start})")
+            if not (math.isfinite(start) and math.isfinite(end) and 0 <= start <= end):
+                raise _bad(path, lineno, f"event from {start} to {end} s: times must be finite, >= 0, end >= start")
+            if end / LABEL_HOP_S > MAX_FRAME:
+                raise _bad(path, lineno, f"event ends at {end} s, beyond 24 h")
             first, last = math.floor(start / LABEL_HOP_S + 1e-9), math.ceil(end / LABEL_HOP_S - 1e-9)
             events += [FrameEvent(f, cls, lineno, az, el, dist) for f in range(first, max(last, first + 1))]
         return events

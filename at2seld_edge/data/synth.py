@@ -25,7 +25,8 @@ from scipy.signal import butter, fftconvolve, sosfilt
 
 from at2seld_edge.data.formats import FrameEvent, write_dcase2023_csv
 from at2seld_edge.errors import EdgeError, ErrorKind
-from at2seld_edge.io import atomic_path, atomic_write_text
+from at2seld_edge.io import atomic_path, atomic_write_text, check_output_dir, output_lock
+from at2seld_edge.yamlfile import read_yaml_mapping
 
 SR = 24000
 LABEL_HOP = 2400  # 100 ms
@@ -362,6 +363,7 @@ def synthesize(out_dir: str | Path, clips: int, seed: int = 0, classes: Iterable
     if seconds < 1 or (seconds * 10) % 1:
         raise EdgeError(f"--seconds {seconds}: a whole number of 100 ms frames, at least 1 s", ErrorKind.USAGE)
     out = Path(out_dir)
+    check_output_dir(out, is_ours=lambda p: (p / "dataset.yaml").is_file(), what="dataset written by edge data synth")
     gens = [SOUND_CLASSES[c] for c in names]
     plan = SynthPlan(clips)
     spec = {
@@ -378,25 +380,31 @@ def synthesize(out_dir: str | Path, clips: int, seed: int = 0, classes: Iterable
     }
     spec_path = out / "dataset.yaml"
     if spec_path.exists():
-        old = yaml.safe_load(spec_path.read_text())
-        if not isinstance(old, dict) or old.get("provenance") != spec["provenance"] or old.get("classes") != names:
+        old = read_yaml_mapping(spec_path, "dataset spec")
+        if old.get("provenance") != spec["provenance"] or old.get("classes") != names:
             raise EdgeError(f"{out}: holds a dataset made with other settings; use another --out")
-    for i in range(clips):
-        fold, rooms = plan.fold_rooms(i)
-        room_id = rooms[int(np.random.default_rng([seed, i, 1]).integers(len(rooms)))]
-        stem = f"fold{fold}_room{room_id}_mix{i + 1:03d}"
-        wav = out / "foa_dev" / "dev-synth" / f"{stem}.wav"
-        csv = out / "metadata_dev" / "dev-synth" / f"{stem}.csv"
-        if not (wav.exists() and csv.exists()):
-            room = Room.draw(np.random.default_rng([seed, 10_000 + room_id]))
-            audio, labels = render_clip(seed, i, room, gens, seconds, max_polyphony)
-            with atomic_path(wav) as tmp:
-                sf.write(str(tmp), audio.T, SR, subtype="PCM_16", format="WAV")
-            atomic_write_text(csv, write_dcase2023_csv(csv, labels))
-        if progress:
-            progress(i + 1)
-    atomic_write_text(spec_path, "# written by `edge data synth`\n" + yaml.safe_dump(spec, sort_keys=False))
+    with output_lock(out, "edge data synth"):
+        for i in range(clips):
+            _write_clip(out, i, seed, plan, gens, seconds, max_polyphony)
+            if progress:
+                progress(i + 1)
+        atomic_write_text(spec_path, "# written by `edge data synth`\n" + yaml.safe_dump(spec, sort_keys=False))
     return spec_path
+
+
+def _write_clip(out: Path, i: int, seed: int, plan: "SynthPlan", gens: list, seconds: float, max_polyphony: int) -> None:
+    """Clip i of the plan, unless a complete one is there (each file is written atomically)."""
+    fold, rooms = plan.fold_rooms(i)
+    room_id = rooms[int(np.random.default_rng([seed, i, 1]).integers(len(rooms)))]
+    stem = f"fold{fold}_room{room_id}_mix{i + 1:03d}"
+    wav = out / "foa_dev" / "dev-synth" / f"{stem}.wav"
+    csv = out / "metadata_dev" / "dev-synth" / f"{stem}.csv"
+    if not (wav.exists() and csv.exists()):
+        room = Room.draw(np.random.default_rng([seed, 10_000 + room_id]))
+        audio, labels = render_clip(seed, i, room, gens, seconds, max_polyphony)
+        with atomic_path(wav) as tmp:
+            sf.write(str(tmp), audio.T, SR, subtype="PCM_16", format="WAV")
+        atomic_write_text(csv, write_dcase2023_csv(csv, labels))
 
 
 def synthetic_scenes(count: int, seconds: float, seed: int, classes: Iterable[str] | None = None) -> list[np.ndarray]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from at2seld_edge.data.formats import FrameEvent, TrackTargets, sph_to_xyz, xyz_to_sph
+from at2seld_edge.data.formats import MAX_FRAME, FrameEvent, TrackTargets, sph_to_xyz, xyz_to_sph
 from at2seld_edge.errors import EdgeError
 from at2seld_edge.evaluation.metrics import Detection, Frames, angular_distance
 from at2seld_edge.io import atomic_write_text
@@ -84,24 +84,28 @@ def frames_from_events(events: list[FrameEvent]) -> Frames:
     return frames
 
 
-def write_output_csv(path: Path, frames: Frames, distance_unit_m: float | None = None) -> None:
-    """DCASE output format: frame, class, track, azimuth, elevation [, distance] (degrees)."""
+def write_output_csv(path: Path, frames: Frames, with_distance: bool = False) -> None:
+    """DCASE output format: frame, class, track, azimuth, elevation (degrees) [, distance (metres)]."""
     rows = []
     for f in sorted(frames):
         for d in sorted(frames[f], key=lambda d: (d.cls, d.track)):
             az, el = xyz_to_sph(np.array(d.xyz))
             row = f"{f},{d.cls},{d.track},{float(az):.2f},{float(el):.2f}"
-            if distance_unit_m is not None:
-                row += f",{(d.distance or 0.0) / distance_unit_m:.2f}"
+            if with_distance:
+                row += f",{d.distance or 0.0:.3f}"
             rows.append(row + "\n")
     atomic_write_text(path, "".join(rows))
 
 
-def read_output_csv(path: Path, n_classes: int, distance_unit_m: float = 1.0) -> Frames:
-    """A prediction CSV: frame, class, track, azimuth, elevation [, distance in the reference
-    format's unit]."""
+def read_output_csv(path: Path, n_classes: int) -> Frames:
+    """A prediction CSV: frame, class, track, azimuth, elevation [, distance in metres, as the
+    official output format has it (only references are in centimetres)]."""
     frames: Frames = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise EdgeError(f"{path}: cannot read prediction file: {e}") from None
+    for lineno, line in enumerate(text.splitlines(), 1):
         cols = [c.strip() for c in line.split(",")]
         if not line.strip() or (lineno == 1 and cols[0].lower() == "frame"):
             continue
@@ -110,10 +114,14 @@ def read_output_csv(path: Path, n_classes: int, distance_unit_m: float = 1.0) ->
         try:
             f, c, tr = int(cols[0]), int(cols[1]), int(cols[2])
             az, el = float(cols[3]), float(cols[4])
-            dist = float(cols[5]) * distance_unit_m if len(cols) == 6 else None
+            dist = float(cols[5]) if len(cols) == 6 else None
         except ValueError:
             raise EdgeError(f"{path}:{lineno}: not a number in {line.strip()!r}") from None
         if not 0 <= c < n_classes:
             raise EdgeError(f"{path}:{lineno}: class index {c} out of range ({n_classes} classes)")
+        if not 0 <= f <= MAX_FRAME:
+            raise EdgeError(f"{path}:{lineno}: frame {f} outside 0..{MAX_FRAME} (24 h of 100 ms frames)")
+        if not all(np.isfinite(x) for x in (az, el, dist if dist is not None else 0.0)):
+            raise EdgeError(f"{path}:{lineno}: not a finite number in {line.strip()!r}")
         frames.setdefault(f, []).append(Detection(c, tr, sph_to_xyz(az, el), dist))
     return frames

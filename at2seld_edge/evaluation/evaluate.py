@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -15,7 +15,8 @@ from at2seld_edge.data.spec import Clip
 from at2seld_edge.errors import EdgeError
 from at2seld_edge.evaluation.decode import (decode, frames_from_events, frames_from_targets, predict_clip,
                                             read_output_csv, write_output_csv)
-from at2seld_edge.evaluation.metrics import Frames, SeldMetrics2023, SeldMetrics2024, angular_distance
+from at2seld_edge.evaluation.metrics import (FRAMES_PER_SEGMENT, Frames, SeldMetrics2023, SeldMetrics2024,
+                                             angular_distance, official_frame_count)
 from at2seld_edge.io import atomic_write_text, markdown_table
 
 THRESHOLD_GRID = tuple(round(x, 2) for x in np.arange(0.1, 0.91, 0.05))
@@ -42,6 +43,7 @@ def predict_clips(model, clips: list[Clip], progress: Callable[[], None] | None 
 
 
 def score_frames(pairs: list[tuple[Frames, Frames, int]], n_classes: int) -> SeldMetrics2023:
+    """DCASE 2022/2023 metrics of (prediction, reference, frames to score) clips."""
     m = SeldMetrics2023(n_classes)
     for pred, ref, n_frames in pairs:
         m.update(pred, ref, n_frames)
@@ -49,6 +51,9 @@ def score_frames(pairs: list[tuple[Frames, Frames, int]], n_classes: int) -> Sel
 
 
 def score_outputs(outputs: list[ClipOutput], thresholds: np.ndarray) -> SeldMetrics2023:
+    """The score training selects models and calibrates thresholds on: every frame of each clip,
+    so a false alarm after a clip's last event counts (the official reports stop at the last
+    reference frame; see `evaluate_outputs`)."""
     n_classes = outputs[0].probs.shape[-1]
     return score_frames([(decode(o.probs, o.doa, thresholds), frames_from_targets(o.targets), len(o.probs))
                          for o in outputs], n_classes)
@@ -82,61 +87,127 @@ def oracle_doa_error(outputs: list[ClipOutput]) -> float:
     return float(np.concatenate(errs).mean()) if errs else float("nan")
 
 
+@dataclass
+class Scores:
+    """One scoring run: the DCASE 2022/2023 metrics (and the 2024 ones where the references carry
+    distances), per class and macro-averaged, with what the user should know about how."""
+
+    results: dict[str, dict[str, float]]  # "dcase2023" / "dcase2024" -> macro averages
+    classwise: dict[str, dict[str, np.ndarray]]
+    classes: list[str]
+    clips: int
+    notes: list[str] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)  # oracle DOA error, thresholds, checkpoint, ...
+
+    def to_json(self) -> dict:
+        """The 2023 metrics at the top level (as training reports them), the 2024 ones nested."""
+        out = {**self.results["dcase2023"], **{k: v for k, v in self.results.items() if k != "dcase2023"}}
+        classwise = {fam: {name: {k: float(v[i]) for k, v in cw.items()} for i, name in enumerate(self.classes)}
+                     for fam, cw in self.classwise.items()}
+        return {**out, "clips": self.clips, **self.extra, "notes": self.notes,
+                "classwise": classwise["dcase2023"], **({"classwise_2024": classwise["dcase2024"]}
+                                                         if "dcase2024" in classwise else {})}
+
+    def write(self, out_dir: Path) -> None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out_dir / "metrics.json", json.dumps(self.to_json(), indent=2))
+        text = "\n".join(f"## {fam}\n\n{classwise_table(cw, self.classes)}" for fam, cw in self.classwise.items())
+        atomic_write_text(out_dir / "per_class.md", text + "".join(f"\nNote: {n}\n" for n in self.notes))
+
+
+class _Scorer:
+    """Accumulates clips into the 2023 metrics and, for a format with distances, the 2024 ones."""
+
+    def __init__(self, classes: list[str], with_2024: bool, eval_distance: bool):
+        self.classes = classes
+        self.m23 = SeldMetrics2023(len(classes))
+        self.m24 = SeldMetrics2024(len(classes), eval_distance=eval_distance) if with_2024 else None
+        self.clips = self.ignored_rows = 0
+        self.seen = np.zeros(len(classes), bool)
+
+    def add(self, pred: Frames, ref: Frames) -> None:
+        n = official_frame_count(ref)
+        self.m23.update(pred, ref, n)
+        if self.m24 is not None:
+            self.m24.update(pred, ref, n)
+        scored_to = -(-n // FRAMES_PER_SEGMENT) * FRAMES_PER_SEGMENT  # whole segments (2023)
+        self.ignored_rows += sum(len(d) for f, d in pred.items() if f >= scored_to)
+        for dets in ref.values():
+            self.seen[[d.cls for d in dets]] = True
+        self.clips += 1
+
+    def scores(self, notes: list[str], extra: dict) -> Scores:
+        results, classwise = {"dcase2023": self.m23.results()}, {"dcase2023": self.m23.classwise()}
+        if self.m24 is not None:
+            results["dcase2024"], classwise["dcase2024"] = self.m24.results(), self.m24.classwise()
+            if not self.m24.eval_distance:
+                notes.append("dcase2024 metrics without distance: the predictions carry none, so RDE and the "
+                             "distance threshold are left out (SELD = mean(1 - F, DOAE / 180))")
+        if self.ignored_rows:
+            notes.append(f"{self.ignored_rows} predicted rows after a clip's last reference frame were not scored, "
+                         "as the official DCASE scorers do")
+        absent = [c for c, s in zip(self.classes, self.seen) if not s]
+        if absent:
+            notes.append(f"class(es) never in the references: {', '.join(absent)}; the macro averages count them "
+                         "(F 0, LE 180, LR 0), as the official code does")
+        return Scores(results, classwise, self.classes, self.clips, notes, extra)
+
+
 def classwise_table(classwise: dict[str, np.ndarray], classes: list[str]) -> str:
     keys = list(classwise)
     rows = [[name, *(f"{classwise[k][i]:.3f}" for k in keys)] for i, name in enumerate(classes)]
     return markdown_table(["class", *keys], rows) + "\n"
 
 
-def write_report(out_dir: Path, results: dict, classwise: dict[str, np.ndarray], classes: list[str], extra: dict) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "metrics.json", json.dumps({**results, **extra, "classwise": {
-        name: {k: float(v[i]) for k, v in classwise.items()} for i, name in enumerate(classes)}}, indent=2))
-    atomic_write_text(out_dir / "per_class.md", classwise_table(classwise, classes))
-
-
 def evaluate_outputs(outputs: list[ClipOutput], thresholds: np.ndarray, classes: list[str], out_dir: Path,
-                     oracle_activity: bool = False, extra: dict | None = None) -> dict:
-    """Write one DCASE output CSV per clip, metrics.json and per_class.md; return the metrics."""
-    pairs = []
+                     oracle_activity: bool = False, extra: dict | None = None, with_2024: bool = False) -> Scores:
+    """Write one DCASE output CSV per clip, metrics.json and per_class.md; return the scores.
+    `with_2024`: the dataset's references carry distances (the model predicts none)."""
+    scorer = _Scorer(classes, with_2024, eval_distance=False)
     for o in outputs:
         pred = decode(o.probs, o.doa, thresholds)
         write_output_csv(out_dir / "output" / f"{Path(o.clip.name).name}.csv", pred)
-        pairs.append((pred, frames_from_targets(o.targets), len(o.probs)))
-    m = score_frames(pairs, len(classes))
-    results = m.results()
-    info = {"clips": len(outputs), "thresholds": [float(t) for t in thresholds], **(extra or {})}
+        scorer.add(pred, frames_from_targets(o.targets))
+    info = {"thresholds": [float(t) for t in thresholds], **(extra or {})}
     if oracle_activity:
-        results["oracle_activity_DOA_error"] = oracle_doa_error(outputs)
-    write_report(out_dir, results, m.classwise(), classes, info)
-    return results
+        info["oracle_activity_DOA_error"] = oracle_doa_error(outputs)
+    scores = scorer.scores([], info)
+    scores.write(out_dir)
+    return scores
 
 
-def evaluate_csv_dirs(pred_dir: Path, ref_dir: Path, fmt_name: str, n_classes: int | None, out_dir: Path | None) -> dict:
-    """Score existing output CSVs against reference metadata CSVs of a label format (matched by
-    file stem). With distances in both, the DCASE2024 metrics are added."""
-    fmt = LABEL_FORMATS.get(fmt_name)
-    n_classes = n_classes or len(fmt.classes)
-    refs = {p.stem: p for p in sorted(Path(ref_dir).rglob("*.csv"))}
-    preds = {p.stem: p for p in sorted(Path(pred_dir).rglob("*.csv"))}
+@dataclass
+class CsvScoring:
+    """What `edge evaluate --pred/--ref` scores: reference CSVs of a label format (all of them, or
+    the clips of one split of a dataset spec) against prediction CSVs of the same stems."""
+
+    pred_dir: Path
+    ref_dir: Path
+    label_format: str
+    classes: list[str]
+    only: set[str] | None = None  # reference stems to score (a split); None: every CSV under ref_dir
+
+
+def evaluate_csv_dirs(req: CsvScoring, out_dir: Path | None = None) -> Scores:
+    """Score output CSVs against reference metadata CSVs, by file stem. References are read in
+    their format's distance unit (cm for dcase2024); predictions carry metres, as in the official
+    output format. With distances in the references, the DCASE2024 metrics are added."""
+    fmt = LABEL_FORMATS.get(req.label_format)
+    refs = {p.stem: p for p in sorted(Path(req.ref_dir).rglob("*.csv")) if req.only is None or p.stem in req.only}
+    preds = {p.stem: p for p in sorted(Path(req.pred_dir).rglob("*.csv"))}
     if not refs:
-        raise EdgeError(f"{ref_dir}: no reference CSV files")
+        raise EdgeError(f"{req.ref_dir}: no reference CSV files" + (" of the chosen split" if req.only else ""))
     missing = sorted(set(refs) - set(preds))
     if missing:
-        raise EdgeError(f"{pred_dir}: no prediction for {len(missing)} reference clip(s): {', '.join(missing[:5])}")
-    m23 = SeldMetrics2023(n_classes)
-    m24 = SeldMetrics2024(n_classes) if fmt.has_distance else None
-    for stem, ref_path in refs.items():
-        ref = frames_from_events(fmt.read(ref_path, n_classes))
-        pred = read_output_csv(preds[stem], n_classes, fmt.distance_unit_m or 1.0)
-        n_frames = max([*ref, *pred, -1]) + 1
-        m23.update(pred, ref, n_frames)
-        if m24 is not None and all(d.distance is not None for dets in pred.values() for d in dets):
-            m24.update(pred, ref, n_frames)
-    results = {"dcase2023": m23.results()}
-    if m24 is not None and m24.n_ref.sum():
-        results["dcase2024"] = m24.results()
+        raise EdgeError(f"{req.pred_dir}: no prediction for {len(missing)} reference clip(s): {', '.join(missing[:5])}")
+    loaded = [(read_output_csv(preds[stem], len(req.classes)), frames_from_events(fmt.read(path, len(req.classes))))
+              for stem, path in refs.items()]
+    eval_distance = fmt.has_distance and all(d.distance is not None for pred, _ in loaded
+                                              for dets in pred.values() for d in dets)
+    scorer = _Scorer(req.classes, fmt.has_distance, eval_distance)
+    for pred, ref in loaded:
+        scorer.add(pred, ref)
+    scores = scorer.scores([], {"pred": str(req.pred_dir), "ref": str(req.ref_dir), "format": req.label_format})
     if out_dir is not None:
-        classes = list(fmt.classes)[:n_classes] + [f"class_{i}" for i in range(len(fmt.classes), n_classes)]
-        write_report(Path(out_dir), results, m23.classwise(), classes, {"clips": len(refs)})
-    return results
+        scores.write(Path(out_dir))
+    return scores

@@ -15,14 +15,23 @@ positives / negatives. Scores are macro-averaged over classes:
 
 `SeldMetrics2024` (DCASE 2024, with distance): frame-wise. A matched pair is a true positive if
 its angular error is within 20 degrees and its relative distance error |d - d_ref| / d_ref within
-1; DOAE and RDE average over matched pairs, and per-class averages are taken over the classes
-whose F is not zero, as the official code does. SELD = mean(1 - F, DOAE / 180, RDE).
+1; DOAE and RDE average over matched pairs. As the current official scorer does, every class
+counts in the macro averages of F, LR and SELD (a class never detected scores F 0), while DOAE,
+DE and RDE average over the classes that have matched pairs. Per class, SELD = mean(1 - F,
+DOAE / 180, RDE). Without predicted distances (`eval_distance=False`: our model has no distance
+output) the distance threshold and RDE drop out and SELD = mean(1 - F, DOAE / 180).
+
+Which frames are scored follows the official scorers too (`official_frame_count`): a clip is
+scored up to its last *reference* frame index, exclusive, in whole 1 s segments for the 2023
+metrics (so a segment containing that frame is scored whole) and frame by frame for 2024;
+predictions past that point are not scored.
 
 Frames are dicts `{frame: [Detection, ...]}`; a clip is scored with `update(pred, ref, n_frames)`.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -146,8 +155,10 @@ class SeldMetrics2023:
 
 
 class SeldMetrics2024:
-    def __init__(self, n_classes: int, doa_threshold: float = 20.0, reldist_threshold: float = 1.0):
+    def __init__(self, n_classes: int, doa_threshold: float = 20.0, reldist_threshold: float = 1.0,
+                 eval_distance: bool = True):
         self.n = n_classes
+        self.eval_distance = eval_distance
         self.doa_threshold, self.reldist_threshold = doa_threshold, reldist_threshold
         z = lambda: np.zeros(n_classes)  # noqa: E731
         self.tp, self.fp, self.fp_spatial, self.fn, self.n_ref = z(), z(), z(), z(), z()
@@ -173,7 +184,8 @@ class SeldMetrics2024:
                     dist_err = np.abs(rd - pd)
                     rel = dist_err / (rd + EPS)
                     k = len(errs)
-                    spatial_fp = int(np.sum((errs > self.doa_threshold) | (rel > self.reldist_threshold)))
+                    far = rel > self.reldist_threshold if self.eval_distance else np.zeros(k, bool)
+                    spatial_fp = int(np.sum((errs > self.doa_threshold) | far))
                     extra_fp, fn = max(0, len(ps) - len(rs)), max(0, len(rs) - len(ps))
                     self.total_ang[c] += errs.sum()
                     self.total_dist[c] += dist_err.sum()
@@ -205,13 +217,30 @@ class SeldMetrics2024:
             rde = np.where(self.de_tp > 0, self.total_reldist / self.de_tp, np.nan)
         lr = self.de_tp / (EPS + self.de_tp + self.de_fn)
         er = (self.s + self.d + self.i) / (self.n_ref.sum() + EPS)
-        seld = np.nanmean([1 - f, doae / 180.0, rde], axis=0)
-        return {"ER": np.full(self.n, er), "F": f, "DOAE": doae, "DE": de, "RDE": rde, "LR": lr, "SELD": seld}
+        parts = [1 - f, doae / 180.0] + ([rde] if self.eval_distance else [])
+        seld = _nanmean(np.stack(parts), axis=0)
+        out = {"ER": np.full(self.n, er), "F": f, "DOAE": doae, "DE": de, "RDE": rde, "LR": lr, "SELD": seld}
+        if not self.eval_distance:
+            del out["DE"], out["RDE"]
+        return out
 
     def results(self) -> dict[str, float]:
+        """Macro averages as the official scorer takes them: F, LR and SELD over every class,
+        the localization and distance errors over the classes that have matched pairs."""
         cw = self.classwise()
-        nz = np.round(cw["F"], 2) != 0
-        mean = lambda a: float(np.nanmean(a[nz])) if nz.any() and not np.all(np.isnan(a[nz])) else float("nan")  # noqa: E731
-        return {"ER": float(cw["ER"][0]), "F": float(cw["F"].mean()), "DOAE": mean(cw["DOAE"]), "DE": mean(cw["DE"]),
-                "RDE": mean(cw["RDE"]), "LR": float(cw["LR"][nz].mean()) if nz.any() else 0.0,
-                "SELD": float(cw["SELD"][nz].mean()) if nz.any() else float("nan")}
+        return {k: float(v[0]) if k == "ER" else float(_nanmean(v) if k in ("DOAE", "DE", "RDE") else v.mean())
+                for k, v in cw.items()}
+
+
+def _nanmean(a: np.ndarray, axis: int | None = None):
+    """np.nanmean without its warning for an all-NaN slice (the result is NaN, as it should be)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(a, axis=axis)
+
+
+def official_frame_count(ref: Frames) -> int:
+    """How many frames of a clip the official DCASE scorers score: its largest reference frame
+    index (they take `max(frames)` as the frame count, so that frame itself falls outside the
+    frame-wise range); 0 for a clip without reference events."""
+    return max(ref, default=0)

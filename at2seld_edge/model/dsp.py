@@ -1,8 +1,10 @@
 """Signal-processing building blocks that export to ONNX and TensorRT as plain Conv/MatMul/Slice.
 
-No ONNX STFT/DFT op: the STFT is a strided conv1d with windowed DFT kernels (as PANNs'
-torchlibrosa front-end does), reflect padding is built from slices, and resampling is
-zero-insertion plus a strided FIR conv1d.
+No ONNX STFT/DFT op: the STFT is a strided conv with windowed DFT kernels (as PANNs'
+torchlibrosa front-end does), reflect padding is ONNX Pad in reflect mode (one TensorRT slice
+layer in reflect mode since 8.5; hand-built slices and flips cost TensorRT's parser dozens of
+shape layers each on a dynamic time axis), and resampling is zero-insertion plus a strided FIR
+conv1d.
 """
 
 from __future__ import annotations
@@ -70,14 +72,11 @@ def band_average_matrix(melw: np.ndarray) -> np.ndarray:
     return (melw / np.maximum(s, 1e-12)).astype(np.float32)
 
 
-def reflect_pad(x: torch.Tensor, pad: int) -> torch.Tensor:
-    """Reflect padding of the last axis from slices and flips (TensorRT-friendly, equals
-    F.pad(mode='reflect'))."""
-    if pad == 0:
-        return x
-    left = x[..., 1 : pad + 1].flip(-1)
-    right = x[..., -pad - 1 : -1].flip(-1)
-    return torch.cat([left, x, right], dim=-1)
+def reflect_pad(x: torch.Tensor, pad: int, right: int | None = None) -> torch.Tensor:
+    """Reflect padding of the last axis of a (N, C, samples) tensor: `pad` samples on the left and
+    `right` (default `pad`) on the right."""
+    right = pad if right is None else right
+    return x if pad == right == 0 else F.pad(x, (pad, right), mode="reflect")
 
 
 class ConvSTFT(nn.Module):
@@ -121,6 +120,28 @@ class ConvSTFT(nn.Module):
             return spec.real, spec.imag
         x = reflect_pad(wave.unsqueeze(1), self.n_fft // 2)
         return self.conv_real(x), self.conv_imag(x)
+
+    def spectra(self, audio: torch.Tensor, drop_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every channel at once: audio (B, C, samples) -> real, imag (B, C, n_fft//2+1, frames).
+
+        One 2-D conv over (B, 1, C, samples) with (1, n_fft) kernels, so the exported graph never
+        folds the channels into the batch (a reshape of two dynamic axes, which TensorRT computes
+        with shape layers). `drop_last` leaves out the centred frame one past the end; a traced
+        graph gets the same frames by padding the right edge `hop` samples less instead of slicing
+        a dynamic axis (eager mode keeps computing that frame, which the MAC count reports)."""
+        if self.training and self.fft_equivalent and not torch.jit.is_tracing():
+            real, imag = self(audio.flatten(0, 1))
+            real, imag = real.unflatten(0, audio.shape[:2]), imag.unflatten(0, audio.shape[:2])
+        else:
+            left = self.n_fft // 2
+            trim = drop_last and torch.jit.is_tracing() and left >= self.hop
+            x = reflect_pad(audio, left, left - self.hop if trim else left).unsqueeze(1)
+            real, imag = (F.conv2d(x, conv.weight.unsqueeze(2), stride=(1, self.hop)).transpose(1, 2)
+                          for conv in (self.conv_real, self.conv_imag))
+            drop_last = drop_last and not trim
+        if drop_last:
+            real, imag = real[..., :-1], imag[..., :-1]
+        return real, imag
 
 
 def power_to_db(x: torch.Tensor, amin: float) -> torch.Tensor:

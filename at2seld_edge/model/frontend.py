@@ -60,11 +60,17 @@ def log_mel(s: Spectra) -> torch.Tensor:
     return power_to_db(_to_mel(power, s.melw), s.amin)
 
 
+def _channels(x: torch.Tensor, idx: list[int]) -> torch.Tensor:
+    """FOA channels by index list: a Gather in the graph (a Slice costs TensorRT's parser dozens of
+    shape layers where other axes are dynamic)."""
+    return x[:, idx]
+
+
 def _cross_with_w(s: Spectra) -> tuple[torch.Tensor, torch.Tensor]:
     """Real and imaginary parts of conj(W) * [X, Y, Z], (B, 3, F, T)."""
     idx = list(XYZ)
-    wr, wi = s.real[:, :1], s.imag[:, :1]
-    kr, ki = s.real[:, idx], s.imag[:, idx]
+    wr, wi = _channels(s.real, [0]), _channels(s.imag, [0])
+    kr, ki = _channels(s.real, idx), _channels(s.imag, idx)
     return wr * kr + wi * ki, wr * ki - wi * kr
 
 
@@ -73,7 +79,7 @@ def intensity_vectors(s: Spectra) -> torch.Tensor:
     mel-projected: points towards the source for a plane wave (the DCASE baseline's IV)."""
     cr, _ = _cross_with_w(s)
     power = s.real * s.real + s.imag * s.imag
-    energy = power[:, :1] + power[:, 1:].sum(dim=1, keepdim=True) / 3.0 + s.eps
+    energy = _channels(power, [0]) + _channels(power, [1, 2, 3]).sum(dim=1, keepdim=True) / 3.0 + s.eps
     return _to_mel(cr / energy, s.melw)
 
 
@@ -131,11 +137,8 @@ class Frontend(nn.Module):
             raise EdgeError(
                 f"audio length {audio.shape[-1]} is not a whole number of {self.label_hop_samples}-sample label hops"
             )
-        b = audio.shape[0]
-        real, imag = self.stft(audio.reshape(-1, audio.shape[-1]))
         # drop the centred frame one past the end: frames = 10 per label frame exactly
-        real = real[..., :-1].reshape(b, 4, real.shape[1], -1)
-        imag = imag[..., :-1].reshape(b, 4, imag.shape[1], -1)
+        real, imag = self.stft.spectra(audio, drop_last=True)
         desc = self.descriptor_set.compute(Spectra(real, imag, self.melw, self.mel_avg, self.amin, self.eps))
         omni = audio[:, 0]
         if self.resampler is not None:

@@ -20,7 +20,11 @@ _MASKED = -1.0e4  # finite, representable in FP16
 
 class SelfAttention(nn.Module):
     """Multi-head self-attention written with MatMul/Softmax only, so it exports to every
-    TensorRT version and torch's FLOP counter sees every multiply."""
+    TensorRT version and torch's FLOP counter sees every multiply.
+
+    Works on any leading (batch) axes and only ever splits or merges the last one (the heads),
+    so the exported reshapes copy every leading axis (Reshape's 0) and TensorRT computes no shape
+    from dynamic axes."""
 
     def __init__(self, d: int, heads: int, dropout: float):
         super().__init__()
@@ -30,15 +34,18 @@ class SelfAttention(nn.Module):
         self.dropout = dropout
 
     def forward(self, x: torch.Tensor, causal: bool = False) -> torch.Tensor:
-        """x (N, L, d)."""
-        q, k, v = self.qkv(x).unflatten(-1, (3, self.heads, self.dh)).permute(2, 0, 3, 1, 4)
-        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.dh)
+        """x (..., L, d) -> (..., L, d), attending along L."""
+        lead = x.dim() - 2  # leading axes; positive indices below (the exporter mis-writes negative permutations)
+        qkv = self.qkv(x).unflatten(lead + 1, (3, self.heads, self.dh))  # (..., L, 3, H, dh)
+        qkv = qkv.permute(*range(lead), lead + 1, lead + 2, lead, lead + 3)  # (..., 3, H, L, dh)
+        q, k, v = (qkv.select(lead, i) for i in range(3))
+        scores = torch.matmul(q, k.transpose(lead + 1, lead + 2)) / math.sqrt(self.dh)
         if causal:
-            pos = torch.arange(x.shape[1], device=x.device)
+            pos = torch.arange(x.shape[-2], device=x.device)
             future = (pos.unsqueeze(0) > pos.unsqueeze(1)).to(scores.dtype)
             scores = scores + future * _MASKED
         attn = F.dropout(torch.softmax(scores, dim=-1), self.dropout, self.training)
-        y = torch.matmul(attn, v).transpose(1, 2).flatten(2)
+        y = torch.matmul(attn, v).transpose(lead, lead + 1).flatten(lead + 1)  # (..., L, d)
         return self.out(y)
 
 
@@ -54,13 +61,12 @@ class TrackLayer(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, causal: bool) -> torch.Tensor:
-        b, t, n, d = x.shape
-        y = x.reshape(-1, n, d)  # (B*T, N, d)
-        y = y + self.drop(self.track_attn(self.norm_track(y)))
-        y = y.reshape(b, t, n, d).transpose(1, 2).reshape(-1, t, d)  # (B*N, T, d)
+        """(B, T, N, d): the tracks of each frame attend to each other, then each track along time."""
+        y = x + self.drop(self.track_attn(self.norm_track(x)))
+        y = y.transpose(1, 2)  # (B, N, T, d)
         y = y + self.drop(self.time_attn(self.norm_time(y), causal=causal))
         y = y + self.drop(self.ff(self.norm_ff(y)))
-        return y.reshape(b, n, t, d).transpose(1, 2)
+        return y.transpose(1, 2)
 
 
 class TrackTransformer(nn.Module):
@@ -84,7 +90,8 @@ class Smoother(nn.Module):
 
     def __init__(self, d_in: int, cfg: SmootherConfig):
         super().__init__()
-        self.gru = nn.GRU(d_in, cfg.hidden, num_layers=cfg.layers, batch_first=True, bidirectional=not cfg.causal)
+        # time-major, so the tracks fold into the GRU's batch beside a dynamic time axis, not across it
+        self.gru = nn.GRU(d_in, cfg.hidden, num_layers=cfg.layers, bidirectional=not cfg.causal)
         self.out_features = cfg.hidden * (1 if cfg.causal else 2)
 
     def forward(self, x: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
@@ -93,9 +100,9 @@ class Smoother(nn.Module):
     def step(self, x: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, N, d) and the GRU state (layers * directions, B * N, hidden) it starts from ->
         (B, T, N, out_features) and the state after the last frame (what streaming carries)."""
-        b, t, n, d = x.shape
-        y, h = self.gru(x.transpose(1, 2).reshape(-1, t, d), state)
-        return y.reshape(b, n, t, -1).transpose(1, 2), h
+        n = x.shape[2]
+        y, h = self.gru(x.transpose(0, 1).flatten(1, 2), state)  # (T, B * N, d)
+        return y.unflatten(1, (-1, n)).transpose(0, 1), h
 
 
 class Heads(nn.Module):

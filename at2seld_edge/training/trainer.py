@@ -29,7 +29,7 @@ from at2seld_edge.data.dataset import SegmentDataset
 from at2seld_edge.data.spec import Dataset
 from at2seld_edge.errors import EdgeError
 from at2seld_edge.evaluation.evaluate import calibrate_thresholds, predict_clips, score_outputs
-from at2seld_edge.io import atomic_path, atomic_write_text
+from at2seld_edge.io import atomic_path, atomic_write_text, check_output_dir, output_lock
 from at2seld_edge.model import AT2SELD, build_model
 from at2seld_edge.training.losses import seld_track_loss, semantic_presence_loss
 
@@ -71,6 +71,15 @@ def loss_for_batch(model: AT2SELD, batch: dict[str, torch.Tensor]) -> dict[str, 
     if "clip_logits" in out:
         parts["loss"] = parts["loss"] + lc.semantic_weight * semantic_presence_loss(out["clip_logits"], batch["activity"])
     return parts
+
+
+def _check_finite(value: torch.Tensor, what: str, batch: dict, epoch: int, run_dir: Path) -> None:
+    """Stop before a NaN reaches the weights: the last saved epoch stays the last good one."""
+    if not torch.isfinite(value).all():
+        clips = ", ".join(batch.get("clip", ["?"]))
+        raise EdgeError(f"{run_dir}: non-finite training {what} ({value.item():g}) in epoch {epoch + 1}, batch of "
+                        f"clips (name@first sample): {clips}; nothing of this epoch was saved; `edge data check` "
+                        "reads every sample of the dataset")
 
 
 def write_history(run_dir: Path, history: list[dict[str, float]]) -> None:
@@ -123,6 +132,15 @@ def train(cfg: ModelConfig, data: Dataset, run_dir: str | Path, *, epochs: int |
     config must be `cfg`. A run folder with last.pt resumes regardless."""
     rep = reporter or Reporter()
     run_dir = Path(run_dir)
+    check_output_dir(run_dir, is_ours=lambda p: any((p / f).exists() for f in ("last.pt", "best.pt", "metrics.csv")),
+                     what="training run")
+    with output_lock(run_dir, "edge train"):
+        return _train(cfg, data, run_dir, epochs, backbone_weights, freeze_backbone_epochs, max_minutes, skip_bad, rep,
+                      initial_model)
+
+
+def _train(cfg, data, run_dir, epochs, backbone_weights, freeze_backbone_epochs, max_minutes, skip_bad, rep,
+           initial_model) -> TrainResult:
     classes = data.classes
     tc = cfg.training.model_copy(update={k: v for k, v in {"epochs": epochs, "freeze_backbone_epochs": freeze_backbone_epochs}.items()
                                          if v is not None})
@@ -198,8 +216,10 @@ def train(cfg: ModelConfig, data: Dataset, run_dir: str | Path, *, epochs: int |
         for batch in loader:
             parts = loss_for_batch(model, batch)
             optimizer.zero_grad(set_to_none=True)
+            _check_finite(parts["loss"], "loss", batch, epoch, run_dir)
             parts["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            _check_finite(norm, "gradient", batch, epoch, run_dir)
             optimizer.step()
             scheduler.step()
             for k in sums:

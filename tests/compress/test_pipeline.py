@@ -56,18 +56,19 @@ def test_compress_writes_every_artifact_and_the_report(setup, tmp_path):
     assert "INT8 sensitivity" in (out / "compression_report.md").read_text()
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["--prune-ratio", "1.5"], "outside (0, 1)"),
-    (["--prune-ratio", "0"], "outside (0, 1)"),
-    (["--int8", "--calib-clips", "2"], "too few"),
-    (["--target-macs", "1M"], "below what the model costs"),
-    (["--calib-method", "median", "--int8"], "--calib-method 'median'"),
+@pytest.mark.parametrize("args, code, fragment", [
+    (["--prune-ratio", "1.5"], 2, "--prune-ratio 1.5: Input should be less than 1"),  # a flag's value: usage
+    (["--prune-ratio", "0"], 2, "--prune-ratio 0.0: Input should be greater than 0"),
+    (["--int8", "--calib-clips", "2"], 2, "--calib-clips 2: Input should be greater than or equal to 4"),
+    (["--target-macs", "1M"], 1, "below what the model costs"),  # needs the model: an input problem
+    (["--calib-method", "median", "--int8"], 2, "--calib-method 'median': expected 'minmax', 'entropy' or 'percentile'"),
+    (["--int8", "--int8-min-agreement", "0.2"], 2, "--int8-min-agreement 0.2"),
 ])
-def test_bad_options_are_exit_1_and_write_nothing(setup, tmp_path, args, fragment):
+def test_bad_options_are_refused_and_write_nothing(setup, tmp_path, args, code, fragment):
     out = tmp_path / "out"
     r = edge("compress", "--checkpoint", str(setup / "model.pt"), "--data", str(setup / "data" / "dataset.yaml"),
              "--out", str(out), *args)
-    assert_user_error(r, 1, fragment)
+    assert_user_error(r, code, fragment)
     assert not out.exists() and not (tmp_path / "out.partial").exists()
 
 

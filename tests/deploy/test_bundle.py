@@ -12,6 +12,7 @@ import at2seld_edge
 from at2seld_edge.checkpoint import load_checkpoint
 from at2seld_edge.deploy.build import default_checkpoint
 from at2seld_edge.deploy.bundle import MANIFEST, BundleManifest, load_bundle, publish, write_manifest
+from at2seld_edge.deploy.trt_check import here_builder
 from at2seld_edge.errors import EdgeError, ErrorKind
 from at2seld_edge.io import sha256_file
 
@@ -32,9 +33,10 @@ def test_manifest_round_trip_records_the_contract(fp32_bundle):
     on_disk = {p.relative_to(fp32_bundle).as_posix() for p in fp32_bundle.rglob("*") if p.is_file()} - {MANIFEST}
     on_disk = {p for p in on_disk if not p.startswith("bench/")}
     assert set(m.files) == on_disk  # every file, hashed
-    assert {"model.fp32.onnx", "golden.npz", "build_engine.sh", "lint.json", "profile/report.md"} <= set(m.files)
+    assert {"model.fp32.onnx", "golden.npz", "trtexec.sh", "lint.json", "profile/report.md"} <= set(m.files)
+    checked = ["tensorrt parse and build"] if here_builder() else []  # where TensorRT-RTX (or TensorRT + GPU) is
     assert [s["step"] for s in m.steps] == ["load", "fusion", "export", "tensorrt lint", "golden", "numerical check",
-                                            "profile"]
+                                            *checked, "profile"]
 
 
 def _copy(bundle, tmp_path):

@@ -1,19 +1,26 @@
-"""TensorRT paths: the trtexec script everywhere, version/GPU checks with a stand-in module, and
-real engine builds where TensorRT is importable."""
+"""TensorRT paths: the trtexec script everywhere, version/GPU checks with a stand-in module, real
+engine builds where TensorRT is importable, and TensorRT-RTX (installed by `make test`) parsing
+and building every graph of the bundles ahead of time, on a machine without a GPU too."""
 
 from __future__ import annotations
 
+import json
 import sys
 import types
+from importlib import resources
 
 import pytest
 
 from at2seld_edge.deploy import engine as engine_mod
-from at2seld_edge.deploy.build import BuildOptions, _trtexec_script, workspace_bytes
-from at2seld_edge.deploy.bundle import Engine
-from at2seld_edge.deploy.devices import load_device
-from at2seld_edge.deploy.engine import GpuInfo, check_engine_compatible, tensorrt_available
+from at2seld_edge.deploy.build import BuildOptions, _trtexec_script, build, workspace_bytes
+from at2seld_edge.deploy.bundle import Engine, load_bundle
+from at2seld_edge.deploy.devices import PACKAGE, load_device
+from at2seld_edge.deploy.engine import (GpuInfo, builder_available, check_engine_compatible, layer_modules, parse_onnx,
+                                        tensorrt_available, tensorrt_module)
+from at2seld_edge.deploy.trt_check import check_bundle_graphs, rtx_target, verify_graph
+from at2seld_edge.deploy.verify import TOLERANCES
 from at2seld_edge.errors import EdgeError
+from at2seld_edge.model import MODULE_NAMES
 
 NEEDS_TRT = pytest.mark.skipif(not (tensorrt_available() and engine_mod.gpu_info() is not None),
                                reason="TensorRT and a CUDA GPU are not here (Jetson / GPU workstation only)")
@@ -27,10 +34,12 @@ def test_trtexec_script_carries_the_build_settings(precision, flags, target):
     opts = BuildOptions(target=target, precision=precision)
     script = _trtexec_script(opts, device, "model.onnx", None, 24000, 2400, 1440000, True)
     for flag in flags + ["--onnx=model.onnx", "--minShapes=audio:1x4x2400", "--optShapes=audio:1x4x24000",
-                         "--maxShapes=audio:1x4x1440000", "--timingCacheFile=../timing.cache", "--exportLayerInfo=layers.json",
-                         f"--memPoolSize=workspace:{workspace_bytes(device) >> 20}"]:
+                         "--maxShapes=audio:1x4x1440000", '--timingCacheFile="$OUT/timing.cache"',
+                         '--exportLayerInfo="$OUT/layers.json"', f"--memPoolSize=workspace:{workspace_bytes(device) >> 20}"]:
         assert flag in script
     assert "--useDLACore" not in script and script.startswith("#!/bin/sh")
+    # its engine goes beside the bundle, never into it (a bundle holds only what its manifest lists)
+    assert '--saveEngine="$OUT/model.engine"' in script and 'OUT="${OUT:-../$(basename "$PWD").trtexec}"' in script
 
 
 def test_trtexec_script_dla_static_and_calibration_cache():
@@ -71,3 +80,133 @@ def test_engine_build_and_verify_on_tensorrt(tmp_path, precision):
     assert (tmp_path / f"{precision}.timing.cache").is_file()  # beside the bundle, kept across rebuilds
     report = verify(rt)
     assert report.passed, report.failures
+
+
+# ----------------------------------------------------------------------------- TensorRT-RTX
+
+NEEDS_RTX = pytest.mark.skipif(not builder_available("tensorrt-rtx"),
+                               reason="TensorRT-RTX is not installed (pip install 'at2seld-edge[rtx]'; `make test` does)")
+LAYER_TARGET = 400  # nano's FP32 graph, network layers after simplification (1318 before)
+
+
+@pytest.fixture(scope="module")
+def rtx_bundle(bundles_root):
+    """An FP16 bundle for an RTX-class target: the FP16 graph and a TensorRT-RTX engine."""
+    out = bundles_root / "rtx-a2000"
+    if not out.exists():
+        build(BuildOptions(target="rtx-a2000", precision="fp16", out=out), say=lambda m: None)
+    return out
+
+
+def _check(bundle) -> dict:
+    check = json.loads((bundle / "manifest.json").read_text())["tensorrt_check"]
+    return {g["role"]: g for g in check["graphs"]} | {"_": check}
+
+
+@NEEDS_RTX
+def test_fp32_bundle_graph_is_parsed_built_and_lean(fp32_bundle):
+    graphs = _check(fp32_bundle)
+    assert graphs["_"]["builder"] == "tensorrt-rtx" and graphs["_"]["version"]
+    g = graphs["engine graph"]
+    assert g["file"] == "model.fp32.onnx" and g["parsed"] and g["built"] and g["engine_bytes"] > 1e6
+    assert g["layers"] <= LAYER_TARGET and sum(g["layers_by_module"].values()) == g["layers"]
+    assert set(g["layers_by_module"]) <= {*MODULE_NAMES, "-"} and g["layers_by_module"]["-"] < 10
+    assert sum(g["layers_by_type"].values()) == g["layers"]
+    assert "tensorrt-rtx" in (fp32_bundle / "lint.md").read_text()
+
+
+@NEEDS_RTX
+def test_int8_bundle_graphs_are_parsed_and_built(int8_bundle):
+    graphs = _check(int8_bundle)
+    assert graphs["engine graph"]["file"] == "model.int8.onnx" and graphs["fp32"]["file"] == "model.fp32.onnx"
+    assert all(graphs[r]["parsed"] and graphs[r]["built"] for r in ("engine graph", "fp32"))
+
+
+@NEEDS_RTX
+def test_stream_graphs_are_parsed_and_built(causal_bundle):
+    graphs = _check(causal_bundle)
+    assert graphs["stream encoder"]["built"] and graphs["stream decoder"]["built"]
+    # the finding for the streaming rework: `new_frames` is a shape tensor (profile values, INT64 binding)
+    decoder = parse_onnx(causal_bundle / "stream_decoder.onnx")
+    assert [i.name for i in decoder.inputs if i.shape_tensor] == ["new_frames"]
+
+
+@NEEDS_RTX
+def test_rtx_target_bundle_has_the_fp16_graph_and_an_engine(rtx_bundle):
+    m = load_bundle(rtx_bundle).manifest
+    assert m.fp16_model == "model.fp16.onnx" and m.engine is not None and (rtx_bundle / m.engine.file).is_file()
+    assert (m.engine.builder, m.engine.compute_capabilities, m.engine.compute_capability) == ("tensorrt-rtx", ["8.6"], "8.6")
+    assert m.engine.tensorrt_version == tensorrt_module("tensorrt-rtx").__version__
+    graphs = _check(rtx_bundle)
+    assert graphs["_"]["compute_capabilities"] == ["8.6"] and graphs["engine graph"]["file"] == "model.fp16.onnx"
+    assert graphs["engine graph"]["built"] and graphs["model"]["built"]
+    report = verify_graph(rtx_bundle, m.fp16_model, json.loads((rtx_bundle / "manifest.json").read_text()), "fp16")
+    assert report.passed and report.tolerances == TOLERANCES["fp16"]
+
+
+@NEEDS_RTX
+def test_rtx_engine_runs_only_where_a_gpu_of_its_compute_capability_is(rtx_bundle, monkeypatch):
+    from at2seld_edge.deploy.runtime import SeldRuntime, choose_backend
+
+    if engine_mod.gpu_info() is None:
+        assert choose_backend(load_bundle(rtx_bundle), "auto") == "onnxruntime"
+        with pytest.raises(EdgeError, match="TensorRT-RTX engines need a CUDA GPU"):
+            SeldRuntime(rtx_bundle, "tensorrt-rtx")
+    engine = load_bundle(rtx_bundle).manifest.engine
+    monkeypatch.setattr(engine_mod, "gpu_info", lambda: GpuInfo("NVIDIA RTX A4000", "8.6"))
+    check_engine_compatible(engine, rtx_bundle)  # another GPU of the same compute capability: fine
+    monkeypatch.setattr(engine_mod, "gpu_info", lambda: GpuInfo("Orin", "8.7"))
+    with pytest.raises(EdgeError, match=r"built for compute capability 8.6, this GPU is Orin \(compute 8.7\)"):
+        check_engine_compatible(engine, rtx_bundle)
+
+
+@NEEDS_RTX
+@pytest.mark.skipif(engine_mod.gpu_info() is None, reason="no CUDA GPU here (TensorRT-RTX runs on RTX-class GPUs, A100)")
+def test_rtx_engine_reproduces_the_golden_outputs(rtx_bundle):
+    from at2seld_edge.deploy.runtime import SeldRuntime
+    from at2seld_edge.deploy.verify import verify
+
+    if engine_mod.gpu_info().compute_capability != "8.6":
+        pytest.skip("the bundle's engine is for compute capability 8.6")
+    report = verify(SeldRuntime(rtx_bundle, "tensorrt-rtx"))
+    assert report.passed, report.failures
+
+
+@NEEDS_RTX
+def test_parser_errors_name_node_and_module_and_fail_the_build(fp32_bundle, tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("audio", TensorProto.FLOAT, [1, 4, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    nodes = [helper.make_node("Relu", ["audio"], ["r"], name="/model/backbone/conv_block1/Relu"),
+             helper.make_node("Unique", ["r"], ["y"], name="/model/heads/Unique")]
+    onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x], [y]), opset_imports=[helper.make_opsetid("", 17)]),
+              str(tmp_path / "model.fp32.onnx"))
+    parsed = parse_onnx(tmp_path / "model.fp32.onnx")
+    assert [(e.node, e.op, e.module) for e in parsed.errors] == [("/model/heads/Unique", "Unique", "heads")]
+    with pytest.raises(EdgeError, match=r"TensorRT-RTX .*rejects it: node /model/heads/Unique \(Unique, module heads\)"):
+        parsed.raise_on_errors()
+    manifest = json.loads((fp32_bundle / "manifest.json").read_text())
+    check, engine = check_bundle_graphs(tmp_path, manifest, load_device("x86-cpu"))
+    assert engine is None and not check.graphs[0].parsed
+    with pytest.raises(EdgeError, match=r"rejects model.fp32.onnx: node /model/heads/Unique \(Unique, module heads\)"):
+        check.raise_on_rejected()
+
+
+def test_layers_take_the_module_of_their_node_or_the_next_named_layer():
+    names = ["/model/frontend/Shape", "ONNXTRT_castHelper", "/model/backbone/conv_block1/conv1/Conv",
+             "model.heads.sed.bias", "(Unnamed Layer* 3) [Constant]", "/model/heads/sed/Add", "/Transpose", "ONNXTRT_x"]
+    assert layer_modules(names) == ["frontend", "backbone", "backbone", "heads", "heads", "heads", "-", "-"]
+
+
+@pytest.mark.parametrize("name,target", [("rtx-a2000", "8.6"), ("rtx-4090", "8.9"), ("a100", "8.0"),
+                                         ("jetson-orin-nano-8gb", None), ("x86-cpu", None)])
+def test_rtx_class_devices_validate_cite_sources_and_resolve_their_target(name, target):
+    d = load_device(name)
+    if target is not None:  # the RTX-class device files: datasheet figures with their sources
+        assert "Sources:" in (resources.files(PACKAGE) / f"{name}.yaml").read_text()
+        assert d.throughput.int8_tops >= d.throughput.fp16_tflops >= d.throughput.fp32_tflops
+        assert d.throughput.fp32_tflops == pytest.approx(d.gpu.cuda_cores * 2 * d.gpu.max_clock_mhz * 1e-6, rel=0.01)
+    if builder_available("tensorrt-rtx"):
+        assert rtx_target(d) == target

@@ -90,12 +90,49 @@ def test_static_bundle_runs_clips_in_windows(tmp_path, scene):
 def test_run_file_streamed_equals_whole_file(causal_bundle, scene, tmp_path):
     import soundfile as sf
 
-    from at2seld_edge.deploy.run import run_file
+    from at2seld_edge.deploy.run import RunOptions, run_file
 
     wav = tmp_path / "scene.wav"
     sf.write(str(wav), scene.T, 24000, subtype="FLOAT")
     rt = SeldRuntime(causal_bundle, "onnxruntime")
-    whole = run_file(rt, wav, tmp_path / "whole.csv", png=False)
-    streamed = run_file(rt, wav, tmp_path / "streamed.csv", png=False, stream=True)
+    whole = run_file(rt, wav, RunOptions(tmp_path / "whole.csv", png=False))
+    streamed = run_file(rt, wav, RunOptions(tmp_path / "streamed.csv", png=False, stream=True))
     assert whole.n_frames == streamed.n_frames == 50
     assert (tmp_path / "whole.csv").read_text() == (tmp_path / "streamed.csv").read_text()
+
+
+def test_non_finite_audio_is_refused_or_repaired_and_silence_is_fine(fp32_bundle, scene, tmp_path):
+    import soundfile as sf
+
+    from at2seld_edge.deploy.run import RunOptions, run_file
+
+    rt = SeldRuntime(fp32_bundle, "onnxruntime")
+    probs, _ = rt.predict(np.zeros((4, 24000), np.float32))  # all silent: runs, finite
+    assert np.isfinite(probs).all()
+    bad = scene[:, :24000].copy()
+    bad[2, 123] = np.nan
+    bad[0, 500] = np.inf
+    with pytest.raises(EdgeError, match="2 non-finite sample.*sample 123 of channel 2.*--repair"):
+        rt.predict(bad)
+    wav = tmp_path / "bad.wav"
+    sf.write(str(wav), bad.T, 24000, subtype="FLOAT")
+    with pytest.raises(EdgeError, match=f"{wav.name}: 2 non-finite"):
+        run_file(rt, wav, RunOptions(tmp_path / "bad.csv", png=False))
+    warnings = []
+    result = run_file(rt, wav, RunOptions(tmp_path / "bad.csv", png=False, repair=True), warn=warnings.append)
+    assert result.n_frames == 10 and "2 non-finite sample(s)" in warnings[0] and "set to 0 (--repair)" in warnings[0]
+
+
+def test_absurd_sample_rates_are_refused_before_reading(fp32_bundle, tmp_path):
+    import soundfile as sf
+
+    from at2seld_edge.deploy.run import read_foa
+
+    for rate, message in ((4000, "outside 8000-192000 Hz"), (44101, "convert the file to a common rate first")):
+        wav = tmp_path / f"r{rate}.wav"
+        sf.write(str(wav), np.zeros((rate // 10, 4), np.float32), rate)
+        with pytest.raises(EdgeError, match=message):
+            read_foa(wav, 24000, resample=True)
+    wav = tmp_path / "r44100.wav"
+    sf.write(str(wav), np.zeros((4410, 4), np.float32), 44100)
+    assert read_foa(wav, 24000, resample=True).shape == (4, 2400)

@@ -8,7 +8,9 @@ import pytest
 from at2seld_edge.data.formats import TrackTargets
 from at2seld_edge.data.spec import Clip
 from at2seld_edge.evaluation.decode import decode, read_output_csv, write_output_csv
-from at2seld_edge.evaluation.evaluate import ClipOutput, calibrate_thresholds, evaluate_csv_dirs, oracle_doa_error
+from at2seld_edge.data.formats import STARSS23_CLASSES
+from at2seld_edge.evaluation.evaluate import (ClipOutput, CsvScoring, calibrate_thresholds, evaluate_csv_dirs,
+                                             oracle_doa_error)
 from at2seld_edge.evaluation.metrics import Detection
 
 
@@ -58,8 +60,8 @@ def test_oracle_activity_doa_error():
 
 def test_csv_round_trip(tmp_path):
     frames = {3: [Detection(1, 0, tuple(unit(45)))], 7: [Detection(0, 2, (0.0, 0.0, 1.0), 2.5)]}
-    write_output_csv(tmp_path / "p.csv", frames, distance_unit_m=0.01)
-    back = read_output_csv(tmp_path / "p.csv", 2, distance_unit_m=0.01)
+    write_output_csv(tmp_path / "p.csv", frames, with_distance=True)
+    back = read_output_csv(tmp_path / "p.csv", 2)
     assert back[3][0].cls == 1 and np.allclose(back[3][0].xyz, unit(45), atol=1e-3)
     assert back[7][0].distance == pytest.approx(2.5) and back[7][0].track == 2
 
@@ -68,8 +70,9 @@ def test_scoring_dcase2024_folders_adds_the_distance_metrics(tmp_path):
     (tmp_path / "ref").mkdir()
     (tmp_path / "pred").mkdir()
     (tmp_path / "ref" / "fold1_room1_mix001.csv").write_text("".join(f"{f},4,0,30,0,200\n" for f in range(10)))
-    (tmp_path / "pred" / "fold1_room1_mix001.csv").write_text("".join(f"{f},4,0,30,0,250\n" for f in range(10)))
-    r = evaluate_csv_dirs(tmp_path / "pred", tmp_path / "ref", "dcase2024", None, tmp_path / "out")
+    (tmp_path / "pred" / "fold1_room1_mix001.csv").write_text("".join(f"{f},4,0,30,0,2.5\n" for f in range(10)))
+    r = evaluate_csv_dirs(CsvScoring(tmp_path / "pred", tmp_path / "ref", "dcase2024", list(STARSS23_CLASSES)),
+                          tmp_path / "out").results
     assert r["dcase2023"]["F"] == pytest.approx(1 / 13)  # macro over the 13 STARSS classes, one perfect
     assert r["dcase2024"]["RDE"] == pytest.approx(0.25) and r["dcase2024"]["F"] == pytest.approx(1 / 13)
     assert (tmp_path / "out" / "metrics.json").is_file()

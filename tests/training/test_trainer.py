@@ -102,3 +102,32 @@ def test_backbone_weights_and_freezing(tmp_path, tiny_data):
     after2 = load_checkpoint(tmp_path / "run" / "last.pt").state_dict
     assert not torch.equal(after2["backbone.conv_block1.conv1.weight"], source["conv_block1.conv1.weight"])
     assert not torch.equal(after2["spatial_encoder.stages.0.blocks.0.conv1.weight"], first_spatial)
+
+
+def test_non_finite_audio_stops_training_naming_the_clips_and_keeps_good_weights(tmp_path, tiny_data):
+    import shutil
+
+    import soundfile as sf
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_data.root, root)
+    wav = sorted((root / tiny_data.spec.audio_dir).rglob("fold1_*.wav"))[0]
+    audio, sr = sf.read(str(wav), dtype="float32")
+    audio[100, 0] = float("nan")
+    sf.write(str(wav), audio, sr, subtype="FLOAT")
+    data = load_dataset(root / tiny_data.spec_path.name)
+    with pytest.raises(EdgeError, match=rf"non-finite training loss.*{wav.stem}@"):
+        train(tiny_config(), data, tmp_path / "run", epochs=1)
+    assert not (tmp_path / "run" / "best.pt").exists() and not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_non_finite_weights_are_never_written(tmp_path):
+    from at2seld_edge.checkpoint import save_checkpoint
+    from at2seld_edge.model import build_model
+
+    model = build_model(tiny_config())
+    with torch.no_grad():
+        next(model.parameters())[0].fill_(float("inf"))
+    with pytest.raises(EdgeError, match="NaN or Inf"):
+        save_checkpoint(tmp_path / "best.pt", model)
+    assert not (tmp_path / "best.pt").exists()

@@ -19,9 +19,10 @@ class SpectrogramExtractor(nn.Module):
         super().__init__()
         self.stft = ConvSTFT(n_fft, hop)
 
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        real, imag = self.stft(wave)
-        return (real * real + imag * imag).transpose(1, 2).unsqueeze(1)
+    def forward(self, wave: torch.Tensor, drop_last: bool = False) -> torch.Tensor:
+        """wave (B, samples); `drop_last` leaves out the centred frame one past the end."""
+        real, imag = self.stft.spectra(wave.unsqueeze(1), drop_last)
+        return (real * real + imag * imag).transpose(2, 3)
 
 
 class LogmelExtractor(nn.Module):
@@ -113,18 +114,17 @@ class Backbone(nn.Module):
         self.stages: list[nn.Module] = []
         self.feature_augment = None  # SpecAugment while training, set by AT2SELD.set_feature_augment
 
-    def logmel(self, wave: torch.Tensor) -> torch.Tensor:
-        """(B, samples) -> normalized log-mel (B, 1, T, M), frames = samples // hop + 1."""
-        x = self.logmel_extractor(self.spectrogram_extractor(wave))
+    def logmel(self, wave: torch.Tensor, drop_last: bool = False) -> torch.Tensor:
+        """(B, samples) -> normalized log-mel (B, 1, T, M), frames = samples // hop + 1 (one
+        fewer with `drop_last`)."""
+        x = self.logmel_extractor(self.spectrogram_extractor(wave, drop_last))
         return self.bn0(x.transpose(1, 3)).transpose(1, 3)
 
     def forward(self, x: torch.Tensor, start: int = 0, stop: int | None = None, drop_last_frame: bool = True) -> torch.Tensor:
         """Run stages [start, stop). With start == 0, `x` is the waveform (B, samples); the
         centred frame one past the end is dropped so time stays aligned with label frames."""
         if start == 0:
-            x = self.logmel(x)
-            if drop_last_frame:
-                x = x[:, :, :-1]
+            x = self.logmel(x, drop_last_frame)
             if self.training and self.feature_augment is not None:
                 x = self.feature_augment(x)
         for stage in self.stages[start:stop]:

@@ -1,0 +1,287 @@
+"""The TensorRT parse-and-build step of `edge build`, and the FP16 graph for strongly typed builders.
+
+Wherever a TensorRT-family builder imports (TensorRT-RTX installs from PyPI and builds without a
+GPU, so CI has one), every graph of the bundle is parsed by NVIDIA's ONNX parser and built for
+the bundle's optimization profile: the model graph, the FP32 graph an INT8 bundle also carries,
+the FP16 graph and the streaming graphs. The result (builder, version, parse errors named by ONNX
+node and module, network layers per module and type, build time) goes into the manifest and
+`lint.md`; a graph the parser rejects fails the build, like a lint error. For a target whose
+compute capability TensorRT-RTX builds for (RTX-class GPUs, A100), the model graph's engine is
+kept as the bundle's `model.engine`.
+
+TensorRT-RTX networks are strongly typed: precision comes from the graph's types, so FP16 needs
+an FP16-typed graph. `write_fp16_graph` converts the FP32 graph with ONNX Runtime's float16
+converter (inputs and outputs stay FP32) and checks it in ONNX Runtime against the golden
+outputs under the FP16 tolerances.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnx
+from pydantic import BaseModel, ConfigDict
+
+from at2seld_edge.errors import EdgeError, ErrorKind
+from at2seld_edge.io import atomic_path, atomic_write_text, markdown_table
+from at2seld_edge.model import OUTPUT_NAMES
+from at2seld_edge.onnx_export import simplify_graph
+from at2seld_edge.deploy.devices import DeviceSpec
+from at2seld_edge.deploy.engine import (EngineRequest, ParsedNetwork, ProfileRange, audio_profile,
+                                        available_builders, build_network, gpu_info, parse_onnx,
+                                        rtx_compute_capabilities, tensorrt_module)
+from at2seld_edge.deploy.verify import TOLERANCES, VerifyReport, compare, read_golden
+
+FP16_GRAPH = "model.fp16.onnx"
+FP16_PRECISIONS = ("fp16",)  # bundles that carry the FP16-typed graph
+ENGINE_FILE = "model.engine"
+RTX = "tensorrt-rtx"
+Step = Callable[..., object]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GraphCheck(_Strict):
+    """One graph through the parser and the builder."""
+
+    file: str
+    role: str  # model, fp32, fp16, stream encoder, stream decoder
+    parsed: bool
+    errors: list[str] = []
+    layers: int = 0
+    layers_by_module: dict[str, int] = {}
+    layers_by_type: dict[str, int] = {}
+    built: bool | None = None  # None: not tried (the parser rejected the graph)
+    build_seconds: float | None = None
+    engine_bytes: int | None = None
+    build_error: str | None = None
+
+
+class TensorRTCheck(_Strict):
+    """The parse-and-build step's record in the manifest."""
+
+    builder: str
+    version: str
+    compute_capabilities: list[str] = []  # [] = the builder's default target
+    graphs: list[GraphCheck]
+
+    def summary(self) -> str:
+        parsed = sum(g.parsed for g in self.graphs)
+        built = sum(bool(g.built) for g in self.graphs)
+        layers = ", ".join(f"{g.file} {g.layers}" for g in self.graphs)
+        return (f"{self.builder} {self.version}: {parsed}/{len(self.graphs)} graphs parsed, {built} built; "
+                f"network layers: {layers}")
+
+    def markdown(self) -> str:
+        targets = ", ".join(self.compute_capabilities) or "the builder's default"
+        rows = [[g.file, g.role, "yes" if g.parsed else f"NO: {'; '.join(g.errors[:3])}", str(g.layers),
+                 _built_cell(g), ", ".join(f"{m} {n}" for m, n in g.layers_by_module.items())] for g in self.graphs]
+        types = [[g.file, ", ".join(f"{t} {n}" for t, n in g.layers_by_type.items())] for g in self.graphs]
+        return (f"## {self.builder} {self.version}: parse and build (compute capability {targets})\n\n"
+                + markdown_table(["graph", "role", "parsed", "network layers", "built", "layers by module"], rows)
+                + "\n\nLayers by type:\n\n" + markdown_table(["graph", "layers by type"], types) + "\n")
+
+    def raise_on_rejected(self) -> None:
+        rejected = [g for g in self.graphs if not g.parsed]
+        if rejected:
+            shown = "; ".join(f"{g.file}: {'; '.join(g.errors[:4])}" for g in rejected)
+            raise EdgeError(f"{self.builder} {self.version}'s ONNX parser rejects {shown}", ErrorKind.CHECK)
+
+
+def _built_cell(g: GraphCheck) -> str:
+    if g.built is None:
+        return "-"
+    if not g.built:
+        return f"NO: {g.build_error}"
+    return f"{g.engine_bytes / 1e6:.1f} MB in {g.build_seconds:.1f} s"
+
+
+# ----------------------------------------------------------------------------- FP16 graph
+
+
+def convert_fp16(src: Path, dst: Path) -> Path:
+    """The FP32 graph with FP16 weights and activations (ONNX Runtime's float16 converter), its
+    inputs and outputs kept FP32 so callers feed and read the same arrays, then simplified (which
+    also puts the converter's input casts, appended last, in topological order); written
+    atomically."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = simplify_graph(convert_float_to_float16(onnx.load(str(src)), keep_io_types=True))
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as e:
+        raise EdgeError(f"{dst}: the FP16 conversion fails onnx.checker: {e}", ErrorKind.CHECK) from None
+    with atomic_path(dst) as tmp:
+        onnx.save(model, str(tmp))
+    return dst
+
+
+def verify_graph(root: Path, graph: str, manifest: dict, precision: str) -> VerifyReport:
+    """ONNX Runtime (CPU) on one graph of the bundle against its golden outputs, under
+    `precision`'s tolerances."""
+    import onnxruntime as ort
+
+    golden = read_golden(root / manifest["golden"])
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    session = ort.InferenceSession(str(root / graph), so, providers=["CPUExecutionProvider"])
+    thresholds = np.asarray(manifest["thresholds"], np.float32)
+    tol = TOLERANCES[precision]
+    rows = []
+    for i, audio in enumerate(golden["audio"]):
+        got = dict(zip(OUTPUT_NAMES, session.run(list(OUTPUT_NAMES), {manifest["inputs"][0]["name"]: audio[None]})))
+        rows.append(compare({k: golden[k][i] for k in OUTPUT_NAMES}, {k: got[k][0] for k in OUTPUT_NAMES},
+                            thresholds, tol, i))
+    return VerifyReport(f"onnxruntime (CPU) on {graph}", precision, tol, rows)
+
+
+def write_fp16_graph(work: Path, manifest: dict) -> VerifyReport:
+    """Convert the bundle's FP32 graph to FP16 and check it against the golden outputs; records
+    it as the manifest's `fp16_model`. Raises when ONNX Runtime does not reproduce them."""
+    convert_fp16(work / "model.fp32.onnx", work / FP16_GRAPH)
+    report = verify_graph(work, FP16_GRAPH, manifest, "fp16")
+    if not report.passed:
+        raise EdgeError(f"{work / FP16_GRAPH}: ONNX Runtime does not reproduce the golden outputs within the fp16 "
+                        "tolerances: " + "; ".join(report.failures), ErrorKind.CHECK)
+    manifest["fp16_model"] = FP16_GRAPH
+    return report
+
+
+# ----------------------------------------------------------------------------- parse and build
+
+
+def bundle_graphs(manifest: dict) -> list[tuple[str, str]]:
+    """(file, role) of every graph the bundle carries, the engine graph first."""
+    graphs = [(engine_graph(manifest), "engine graph")]
+    for file, role in ((manifest["model"], "model"), ("model.fp32.onnx", "fp32"),
+                       (manifest.get("fp16_model"), "fp16")):
+        if file and file not in (g for g, _ in graphs):
+            graphs.append((file, role))
+    stream = manifest.get("stream")
+    if stream:
+        graphs += [(stream["encoder"], "stream encoder"), (stream["decoder"], "stream decoder")]
+    return graphs
+
+
+def engine_graph(manifest: dict) -> str:
+    """What a strongly typed builder builds the bundle's engine from: the FP16 graph of an FP16
+    bundle, else the model graph (FP32, or INT8 Q/DQ)."""
+    if manifest["precision"] == "fp16" and manifest.get("fp16_model"):
+        return manifest["fp16_model"]
+    return manifest["model"]
+
+
+def graph_profile(parsed: ParsedNetwork, role: str, manifest: dict) -> dict[str, ProfileRange]:
+    """The optimization profile of a bundle graph: the bundle's window for the model graphs; for
+    the streaming graphs, windows of one hop up to the longest window plus the encoders' context,
+    and histories up to that many frames."""
+    w, hop = manifest["window"], manifest["label_hop_samples"]
+    if not role.startswith("stream"):
+        return audio_profile(w["samples"], w["max_samples"], min_samples=w["min_samples"])
+    s = manifest["stream"]
+    margin = s["context_samples"] + s["lookahead_samples"]
+    frames = w["max_samples"] // hop
+    profile = {}
+    for i in parsed.inputs:
+        if i.shape_tensor:  # the decoder's `new_frames`
+            profile[i.name] = ProfileRange((1,), (1,), (frames,), values=True)
+        elif i.name == "audio":
+            profile[i.name] = ProfileRange((1, 4, hop), (1, 4, margin + hop), (1, 4, margin + w["max_samples"]))
+        elif any(d < 0 for d in i.shape):  # the decoder's fused history (1, T, d)
+            shape = lambda t: tuple(t if d < 0 else d for d in i.shape)  # noqa: E731
+            profile[i.name] = ProfileRange(shape(1), shape(min(frames, 10)), shape(frames))
+    return profile
+
+
+def rtx_target(device: DeviceSpec) -> str | None:
+    """The device's compute capability where TensorRT-RTX builds engines for it (RTX-class GPUs,
+    A100), else None (Jetson Orin's 8.7, H100's 9.0, CPUs)."""
+    if device.kind != "gpu" or device.gpu is None:
+        return None
+    cc = device.gpu.compute_capability
+    return cc if cc in rtx_compute_capabilities() else None
+
+
+def _check_graph(work: Path, file: str, role: str, manifest: dict, builder: str,
+                 request: EngineRequest) -> tuple[GraphCheck, bytes | None]:
+    parsed = parse_onnx(work / file, builder)
+    check = GraphCheck(file=file, role=role, parsed=parsed.ok, errors=[str(e) for e in parsed.errors],
+                       layers=parsed.layers, layers_by_module=parsed.by_module, layers_by_type=parsed.by_type)
+    if not parsed.ok:
+        return check, None
+    request.profile = graph_profile(parsed, role, manifest)
+    try:
+        built = build_network(parsed, request)
+    except EdgeError as e:
+        check.built, check.build_error = False, str(e)
+        return check, None
+    check.built, check.build_seconds, check.engine_bytes = True, round(built.seconds, 2), len(built.data)
+    return check, built.data
+
+
+def check_bundle_graphs(work: Path, manifest: dict, device: DeviceSpec, builder: str = RTX,
+                        workspace_bytes: int = 1 << 30) -> tuple[TensorRTCheck, dict | None]:
+    """Parse and build every graph of the bundle in `work`; for a TensorRT-RTX target, keep the
+    engine graph's engine as `model.engine` and return its manifest entry too. A graph that
+    builds nowhere (e.g. the stream decoder's shape-tensor input) is recorded, not raised."""
+    target = rtx_target(device) if builder == RTX else None
+    ccs = [target] if target else []
+    check = TensorRTCheck(builder=builder, version=tensorrt_module(builder).__version__, compute_capabilities=ccs,
+                          graphs=[])
+    engine = None
+    for file, role in bundle_graphs(manifest):
+        request = EngineRequest(manifest["precision"], workspace_bytes=workspace_bytes, compute_capabilities=tuple(ccs))
+        graph, data = _check_graph(work, file, role, manifest, builder, request)
+        check.graphs.append(graph)
+        if role == "engine graph" and data is not None and target:
+            with atomic_path(work / ENGINE_FILE) as tmp:
+                tmp.write_bytes(data)
+            engine = {"file": ENGINE_FILE, "builder": builder, "tensorrt_version": check.version,
+                      "gpu_name": device.description, "compute_capability": target, "compute_capabilities": ccs}
+    return check, engine
+
+
+def here_builder() -> str | None:
+    """The TensorRT-family builder that can build here: TensorRT-RTX (no GPU needed), else
+    TensorRT where a GPU is visible, else None."""
+    builders = available_builders()
+    if RTX in builders:
+        return RTX
+    if "tensorrt" in builders and gpu_info() is not None:
+        return "tensorrt"
+    return None
+
+
+def tensorrt_steps(work: Path, manifest: dict, device: DeviceSpec, step: Step,
+                   keep_engine: bool = True) -> TensorRTCheck | None:
+    """`edge build`'s steps after the numerical check: the FP16 graph of an FP16 bundle, then,
+    where a TensorRT-family builder imports, the parse-and-build check of every graph (TensorRT-RTX
+    first: it builds without a GPU). Records both in `manifest` (with the engine of a TensorRT-RTX
+    target, unless not `keep_engine`) and appends the check to lint.md; raises when the parser
+    rejects a graph or the engine graph does not build."""
+    if manifest["precision"] in FP16_PRECISIONS:
+        step("fp16 graph", lambda: write_fp16_graph(work, manifest),
+             lambda r: f"{FP16_GRAPH} (ONNX Runtime's float16 converter, I/O FP32) vs golden: PASS "
+                       f"(min SED agreement {min(x.decision_agreement for x in r.rows):.2%})")
+    builder = here_builder()
+    if builder is None:
+        return None
+    check, engine = step("tensorrt parse and build", lambda: check_bundle_graphs(work, manifest, device, builder),
+                         lambda r: r[0].summary())
+    manifest["tensorrt_check"] = check.model_dump()
+    if engine is not None and keep_engine:
+        manifest["engine"] = engine
+    elif engine is not None:
+        (work / ENGINE_FILE).unlink()
+    lint_md = work / "lint.md"
+    atomic_write_text(lint_md, (lint_md.read_text() if lint_md.is_file() else "") + "\n" + check.markdown())
+    check.raise_on_rejected()
+    first = check.graphs[0]
+    if not first.built:
+        raise EdgeError(f"{work / first.file}: {check.builder} {check.version} could not build it: {first.build_error}",
+                        ErrorKind.CHECK)
+    return check
