@@ -13,14 +13,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# The CPU wheel first, so nothing below can pull a CUDA build of torch.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,rtx]'
+	$(BIN)/pip install -q -e '.[dev,rtx,search]'
 	touch $(STAMP)
 
 main: $(STAMP)
 	$(BIN)/edge build --target jetson-orin
 
+# The suite runs on two processes (pytest-xdist): this machine's and CI's two cores.
+TEST_PROCESSES ?= 2
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	tests/search/install_postgresql.sh  # the multi-worker search test starts its own PostgreSQL server
+	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES)
 	$(MAKE) --no-print-directory cpp-test
 
 test-slow: $(STAMP)

@@ -42,6 +42,7 @@ out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 CONFIG_HELP = f"preset name ({', '.join(preset_names())}) or path to a YAML config"
+TORCH_DEVICE_HELP = "where torch runs: auto (CUDA where there is a GPU), cpu, cuda or cuda:N"
 DEFAULT_CALIBRATION_CLIPS = 16  # compress.quantize.DEFAULT_CALIBRATION_CLIPS (checked by a test), kept import-light
 DEFAULT_CALIBRATION_METHOD = "percentile"  # likewise
 INT8 = Int8Limits()
@@ -208,18 +209,31 @@ def train_cmd(
     freeze_backbone_epochs: Optional[int] = typer.Option(None, help="keep the backbone frozen for this many epochs"),
     max_minutes: Optional[float] = typer.Option(None, help="stop after the epoch that passes this wall time"),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="leave out bad clips (listed) instead of stopping"),
+    device: str = typer.Option("auto", help=TORCH_DEVICE_HELP),
+    amp: str = typer.Option("off", help="mixed precision: bf16, fp16 (CUDA, with a gradient scaler) or off"),
+    workers: int = typer.Option(0, help="DataLoader worker processes reading the wavs (0: the training process)"),
+    compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model (slow start, faster steps)"),
+    sync_bn: bool = typer.Option(True, "--sync-bn/--no-sync-bn", help="under torchrun: BatchNorm statistics of "
+                                 "the global batch (the single-process run), or of each process's share"),
 ) -> None:
-    """Train AT2SELD; writes best.pt / last.pt, metrics.csv and curves.png to the run folder."""
+    """Train AT2SELD; writes best.pt / last.pt, metrics.csv and curves.png to the run folder. Under
+    `torchrun --nproc-per-node N -m at2seld_edge.cli train ...` the same command trains in N
+    processes (DDP; training.batch_size is the global batch)."""
     from rich.progress import Progress
 
     from at2seld_edge.data.spec import load_dataset
-    from at2seld_edge.training.trainer import train
+    from at2seld_edge.training.distributed import is_main_process
+    from at2seld_edge.training.trainer import TrainOptions, train
 
+    opts = TrainOptions.from_flags(epochs=epochs, backbone_weights=backbone_weights,
+                                   freeze_backbone_epochs=freeze_backbone_epochs, max_minutes=max_minutes,
+                                   skip_bad=skip_bad, device=device, amp=amp, workers=workers, compile=compile_model,
+                                   sync_bn=sync_bn)
     cfg, ds = load_config(config), load_dataset(data)
-    with Progress(*_train_columns(), console=err, transient=True) as progress:
-        result = train(cfg, ds, out_dir, epochs=epochs, backbone_weights=backbone_weights,
-                       freeze_backbone_epochs=freeze_backbone_epochs, max_minutes=max_minutes, skip_bad=skip_bad,
-                       reporter=_progress_reporter(progress))
+    with Progress(*_train_columns(), console=err, transient=True, disable=not is_main_process()) as progress:
+        result = train(cfg, ds, out_dir, opts, reporter=_progress_reporter(progress))
+    if not is_main_process():
+        return
     v = result.best_val
     out.print(f"best epoch {result.best_epoch} ({result.stopped or 'done'}); validation with calibrated thresholds: "
               f"ER {v.get('ER', float('nan')):.3f}  F {v.get('F', float('nan')):.3f}  LE {v.get('LE', float('nan')):.1f}  "
@@ -245,10 +259,11 @@ def evaluate_cmd(
     oracle_activity: bool = typer.Option(False, "--oracle-activity", help="also report DOA error given the reference activity"),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="leave out bad clips (listed) instead of stopping"),
     as_json: bool = typer.Option(False, "--json", help="print metrics.json's content instead of tables"),
+    device: str = typer.Option("auto", help=TORCH_DEVICE_HELP + " (with --checkpoint)"),
 ) -> None:
     """DCASE SELD metrics (ER, F, LE, LR, SELD score at 20 degrees; the 2024 ones with distances in
     the references) of a checkpoint on a split, or of output CSVs against references."""
-    from at2seld_edge.evaluation.evaluate import evaluate_csv_dirs, evaluate_outputs, predict_clips
+    from at2seld_edge.evaluation.evaluate import CsvScoring, evaluate_csv_dirs, evaluate_outputs, predict_clips
 
     if num_classes is not None and num_classes <= 0:
         raise EdgeError(f"--classes {num_classes}: must be at least 1", ErrorKind.USAGE)
@@ -260,7 +275,7 @@ def evaluate_cmd(
         if checkpoint is not None:
             raise EdgeError("score CSVs with --pred (and --ref or --data), or a model with --checkpoint; not both",
                             ErrorKind.USAGE)
-        scoring = _csv_scoring(pred, ref, data, split, label_format, num_classes)
+        scoring = CsvScoring.resolve(pred, ref, data, split, label_format, num_classes)
         scores = evaluate_csv_dirs(scoring, out_dir)
         _print_scores(scores, f"{pred} against {scoring.ref_dir}" + (f" ({split} split)" if split else ""), as_json)
         return
@@ -272,6 +287,9 @@ def evaluate_cmd(
 
     from at2seld_edge.checkpoint import load_checkpoint, model_from_checkpoint
     from at2seld_edge.data.spec import load_dataset
+    from at2seld_edge.devices_torch import DeviceModel, resolve_device
+
+    torch_device = resolve_device(device)
 
     ckpt, ds = load_checkpoint(checkpoint), load_dataset(data)
     if ckpt.classes != ds.classes:
@@ -284,45 +302,12 @@ def evaluate_cmd(
         err.print(f"skipped: {s}", highlight=False)
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task(f"evaluating {split}", total=len(clips))
-        outputs = predict_clips(model, clips, progress=lambda: progress.advance(task))
+        outputs = predict_clips(DeviceModel(model, torch_device), clips, progress=lambda: progress.advance(task))
     scores = evaluate_outputs(outputs, np.array(ckpt.thresholds), ds.classes, out_dir, oracle_activity,
                               {"checkpoint": str(checkpoint), "split": split, "skipped": skipped},
                               with_2024=ds.spec.label_format.has_distance)
     _print_scores(scores, f"{split} split, {len(clips)} clips (thresholds from the checkpoint)", as_json)
     out.print(f"wrote {out_dir}/metrics.json, per_class.md and output/*.csv", highlight=False)
-
-
-def _csv_scoring(pred: Path, ref: Optional[Path], data: Optional[Path], split: Optional[str],
-                 label_format: Optional[str], num_classes: Optional[int]):
-    """What --pred/--ref/--data/--split/--format/--classes name, resolved and checked."""
-    from at2seld_edge.data.formats import LABEL_FORMATS
-    from at2seld_edge.evaluation.evaluate import CsvScoring
-
-    only = None
-    if data is not None:
-        from at2seld_edge.data.spec import load_dataset
-
-        ds = load_dataset(data)
-        if label_format is not None and label_format != ds.spec.format:
-            raise EdgeError(f"--format {label_format}: {data} is {ds.spec.format}", ErrorKind.USAGE)
-        if num_classes is not None and num_classes != len(ds.classes):
-            raise EdgeError(f"--classes {num_classes}: {data} has {len(ds.classes)} classes", ErrorKind.USAGE)
-        classes, label_format = ds.classes, ds.spec.format
-        ref = ref or ds.root / ds.spec.metadata_dir
-        only = ds.split_stems(split) if split is not None else None
-    else:
-        if ref is None:
-            raise EdgeError("score CSVs with both --pred and --ref (or --pred and --data)", ErrorKind.USAGE)
-        if split is not None:
-            raise EdgeError("--split needs --data (the dataset spec says which clips a split holds)", ErrorKind.USAGE)
-        label_format = label_format or "dcase2023"
-        names = list(LABEL_FORMATS.get(label_format).classes)
-        n = num_classes or len(names)
-        classes = names[:n] + [f"class_{i}" for i in range(len(names), n)]
-    for folder, flag in ((pred, "--pred"), (ref, "--ref")):
-        if not folder.is_dir():
-            raise EdgeError(f"{folder}: {flag} folder not found")
-    return CsvScoring(pred, ref, label_format, classes, only)
 
 
 def _print_scores(scores, title: str, as_json: bool) -> None:
@@ -360,6 +345,7 @@ def compress_cmd(
     int8_min_agreement: float = typer.Option(INT8.int8_min_agreement, help=INT8_HELP["agreement"]),
     int8_max_doa_mean: float = typer.Option(INT8.int8_max_doa_mean, help=INT8_HELP["mean"]),
     int8_max_doa_p95: float = typer.Option(INT8.int8_max_doa_p95, help=INT8_HELP["p95"]),
+    device: str = typer.Option("auto", help=TORCH_DEVICE_HELP + " (fine-tuning)"),
 ) -> None:
     """Prune, fine-tune, fold BatchNorm, export, quantize to INT8; report every variant side by side."""
     from rich.progress import Progress
@@ -370,7 +356,8 @@ def compress_cmd(
     opts = CompressOptions.from_flags(
         prune_ratio=prune_ratio, target_macs=target_macs, prune_method=prune_method, finetune_epochs=finetune_epochs,
         int8=int8, calib_clips=calib_clips, calib_method=calib_method, tolerance=tolerance,
-        int8_min_agreement=int8_min_agreement, int8_max_doa_mean=int8_max_doa_mean, int8_max_doa_p95=int8_max_doa_p95)
+        int8_min_agreement=int8_min_agreement, int8_max_doa_mean=int8_max_doa_mean, int8_max_doa_p95=int8_max_doa_p95,
+        device=device)
     ds = load_dataset(data)
     with Progress(*_train_columns(), console=err, transient=True) as progress:
         report = compress(checkpoint, ds, out_dir, opts, say=lambda m: progress.console.print(m, highlight=False),
@@ -394,21 +381,28 @@ app.add_typer(devices_app, name="devices")
 
 @devices_app.callback(invoke_without_command=True)
 def devices_list(ctx: typer.Context) -> None:
-    """List the target devices; `edge devices show NAME` prints one."""
+    """List the target devices (user overrides first, then the shipped files); `edge devices show
+    NAME` prints one, `edge devices calibrate` fits one's latency constants from a bench."""
     if ctx.invoked_subcommand is not None:
         return
-    from at2seld_edge.deploy.devices import FAMILIES, device_names, load_device
+    from at2seld_edge.deploy.devices import FAMILIES, USER_DIR_ENV, device_names, load_device, user_device_dir, \
+        user_device_names
 
-    table = Table(title="target devices", caption="dense peak throughput at maximum clocks; "
-                  + ", ".join(f"{k} = {v}" for k, v in FAMILIES.items()))
-    for col in ("name", "kind", "FP32 TFLOPS", "FP16 TFLOPS", "INT8 TOPS", "memory GB", "GB/s"):
-        table.add_column(col, justify="left" if col in ("name", "kind") else "right", no_wrap=col == "name")
-    for name in device_names():
+    table = Table(title="target devices", caption="dense peak throughput at maximum clocks; estimate: per-layer floor "
+                  "and per-inference cost of the latency model; " + ", ".join(f"{k} = {v}" for k, v in FAMILIES.items()))
+    for col in ("name", "kind", "FP32 TFLOPS", "FP16 TFLOPS", "INT8 TOPS", "memory GB", "GB/s", "estimate", "file"):
+        table.add_column(col, justify="left" if col in ("name", "kind", "estimate", "file") else "right",
+                         no_wrap=col == "name")
+    for name in sorted(set(device_names()) | set(user_device_names())):
         d = load_device(name)
-        t = d.throughput
+        t, c = d.throughput, d.estimate_constants()
+        origin = d.origin.replace("shipped devices/", "shipped ")
         table.add_row(d.name, d.kind, f"{t.fp32_tflops:g}", f"{t.fp16_tflops:g}", f"{t.int8_tops:g}",
-                      f"{d.memory.size_gb:g}", f"{d.memory.bandwidth_gbs:g}")
+                      f"{d.memory.size_gb:g}", f"{d.memory.bandwidth_gbs:g}",
+                      f"{c.per_layer_us:.3g} us/layer + {c.per_inference_us:.3g} us", origin)
     out.print(table)
+    out.print(f"user device files (edge devices calibrate writes them; they override shipped ones of the same name): "
+              f"{user_device_dir()} (${USER_DIR_ENV} sets another)", highlight=False, soft_wrap=True)
 
 
 @devices_app.command("show")
@@ -418,7 +412,47 @@ def devices_show(name: str = typer.Argument(..., help="device name, family name 
 
     from at2seld_edge.deploy.devices import load_device
 
-    out.print(yaml.safe_dump(load_device(name).model_dump(mode="json"), sort_keys=False), highlight=False, soft_wrap=True)
+    device = load_device(name)
+    out.print(f"# {device.origin}", highlight=False, soft_wrap=True)
+    out.print(yaml.safe_dump(device.model_dump(mode="json"), sort_keys=False), highlight=False, soft_wrap=True)
+
+
+@devices_app.command("calibrate")
+def devices_calibrate(
+    bench_json: list[Path] = typer.Option(..., "--bench", help="edge bench JSON (repeat for several, e.g. FP16 and "
+                                          "INT8 of the same device)"),
+    name: Optional[str] = typer.Option(None, "--name", help="device name to write (default: the device the bench "
+                                       "measured, overriding its shipped file)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="fit and print, write nothing"),
+) -> None:
+    """Fit the latency model's constants to what edge bench measured; write a user-level device
+    file that the next estimate for that name uses."""
+    from at2seld_edge.deploy.calibrate import PARAMS, calibrate
+
+    cal = calibrate(bench_json, name, write=not dry_run)
+    r = cal.result
+    table = Table(title=f"{cal.device.name}: latency constants fitted on {len(r.rows)} measurements",
+                  caption=f"log-RMS error {r.log_rms(False):.3f} with the previous constants, {r.log_rms():.3f} fitted")
+    for col in ("constant", "before", "fitted", "constrained by the data"):
+        table.add_column(col, justify="left" if col == "constant" else "right")
+    for key in PARAMS:
+        table.add_row(key, f"{getattr(r.prior, key):.4g}", f"{getattr(r.constants, key):.4g}",
+                      "yes" if r.determined[key] else "no (kept at the previous value)")
+    out.print(table)
+    rows = Table(title="measured vs estimate")
+    for col in ("measurement", "measured ms", "before ms", "fitted ms"):
+        rows.add_column(col, justify="left" if col == "measurement" else "right")
+    for label, measured, before, after in r.rows[:20]:
+        rows.add_row(label[:60], f"{measured:.3f}", f"{before:.3f}", f"{after:.3f}")
+    out.print(rows)
+    for key in r.at_bounds():
+        out.print(f"[yellow]{key} is at its bound: the device file's peak or bandwidth is below what was measured, "
+                  "or the measurements disagree with each other[/]", highlight=False)
+    if dry_run:
+        out.print("dry run: nothing written", highlight=False)
+    else:
+        out.print(f"wrote {cal.path}; estimates for {cal.device.name} now use it (edge devices lists it)",
+                  highlight=False, soft_wrap=True)
 
 
 @app.command("profile")
@@ -431,27 +465,33 @@ def profile_cmd(
     precision: str = typer.Option("fp16", help="fp32, fp16 or int8: bytes and roofline (and the TensorRT engine)"),
     backend: Optional[str] = typer.Option(None, help="where latency is measured: torch (default), onnxruntime "
                                           "(default for --onnx) or tensorrt"),
+    device: str = typer.Option("cpu", help="where torch or onnxruntime run: cpu, cuda or auto (onnxruntime on cuda "
+                               "needs onnxruntime-gpu)"),
+    cuda_graphs: bool = typer.Option(False, "--cuda-graphs", help="torch on cuda: replay CUDA graphs (one of the "
+                                     "whole model end to end, one per module), as a deployed engine does"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="folder for report.md, report.json, report.png "
                                            "(default reports/profile-SOURCE-DEVICE-PRECISION)"),
     iterations: int = typer.Option(30, help="timed runs (median and p95 over them)"),
     warmup: int = typer.Option(5, help="untimed runs first"),
     fail_on_violation: bool = typer.Option(False, "--fail-on-violation", help="exit 3 when anything is over budget"),
 ) -> None:
-    """Per-module cost (params, MACs, memory, latency, roofline) checked against a device budget."""
+    """Per-module cost (params, MACs, memory; latency measured, estimated for the target, and its
+    roofline bound) checked against a device budget."""
     from at2seld_edge.deploy.profile_request import ProfileRequest, run_profile
-    from at2seld_edge.deploy.report import check_rows, module_rows
+    from at2seld_edge.deploy.report import check_rows, latency_basis, module_header, module_rows
 
     req = ProfileRequest.from_flags(target=target, budget=budget, config=config, checkpoint=checkpoint, onnx=onnx_file,
                                     precision=precision, backend=backend, iterations=iterations, warmup=warmup,
-                                    out=out_dir)
+                                    out=out_dir, device=device, cuda_graphs=cuda_graphs)
     with err.status("profiling ...") as status:
         result = run_profile(req, status=status.update)
     prof, bud = result.profile, result.budget
     title = (f"{prof.config_name or prof.source} on {result.device.name} ({prof.precision}, {prof.backend}; "
              f"latency checked: {prof.latency_checked})")
     table = Table(title=title, caption=f"one inference over {prof.window_s:g} s of audio; roofline = max(2 MACs / peak, "
-                  "bytes / bandwidth)")
-    for col in ("module", "params", "MMACs/s", "weights MB", "peak act. MB", "median ms", "p95 ms", "roofline ms"):
+                  "bytes / bandwidth), a bound; estimate = the target's layers, each max(roofline, per-layer floor), "
+                  "+ a fixed cost")
+    for col in module_header(prof):
         table.add_column(col, justify="left" if col == "module" else "right")
     rows = module_rows(prof)
     for r in rows[:-1]:
@@ -463,6 +503,7 @@ def profile_cmd(
         e2e = prof.total.latency.median_ms
         out.print(f"end-to-end {e2e:.2f} ms; modules sum to {e2e - prof.residue_ms:.2f} ms; residue "
                   f"{prof.residue_ms:.2f} ms ({prof.residue_ms / e2e:+.1%})", highlight=False)
+    out.print(f"latency checked against {latency_basis(prof)}", highlight=False)
     _print_checks(f"budget {bud.name}", check_rows(result.checks))
     for note in prof.notes:
         out.print(f"note: {note}", highlight=False)
@@ -491,7 +532,7 @@ BACKEND_HELP = "auto (TensorRT where the bundle has an engine and TensorRT is he
 def build_cmd(
     target: str = typer.Option(..., "--target", "-t", help="device name (edge devices), family name or YAML path"),
     checkpoint: Optional[Path] = typer.Option(None, help="trained checkpoint (default: the embedded at2seld-nano "
-                                              "trained on the synthetic set)"),
+                                              "trained on the synthetic set; with --streaming, at2seld-nano-causal)"),
     config: Optional[str] = typer.Option(None, "--config", "-c", help="build an untrained preset instead (sizing only)"),
     compressed: Optional[Path] = typer.Option(None, help="an edge compress output folder: its final checkpoint, and for "
                                               "INT8 the modules its sensitivity analysis kept in floating point"),
@@ -519,6 +560,8 @@ def build_cmd(
     implicit_int8: bool = typer.Option(False, "--implicit-int8", help="TensorRT 8.x: engine from the FP32 graph and "
                                        "the calibration cache instead of the Q/DQ graph"),
     engine: bool = typer.Option(True, "--engine/--no-engine", help="build the TensorRT engine where TensorRT and a GPU are here"),
+    streaming: bool = typer.Option(False, "--streaming", help="a streaming bundle (edge run --stream): needs a causal "
+                                   "model; without --checkpoint, the embedded causal default at2seld-nano-causal"),
 ) -> None:
     """Checkpoint -> deployment bundle: fusion, export, INT8, TensorRT lint, golden check, profile, engine."""
     from at2seld_edge.deploy.build import BuildOptions, build
@@ -528,7 +571,7 @@ def build_cmd(
     opts = BuildOptions.from_flags(
         target=target, checkpoint=checkpoint, config=config, compressed=compressed, precision=precision, budget=budget,
         dla=dla, seconds=seconds, out=out_dir, data=data, calib_clips=calib_clips, calib_method=calib_method,
-        tensorrt=tensorrt, opset=opset, implicit_int8=implicit_int8, build_engine=engine,
+        tensorrt=tensorrt, opset=opset, implicit_int8=implicit_int8, build_engine=engine, streaming=streaming,
         keep_float=tuple(m.strip() for m in keep_float.split(",")) if keep_float else (),
         int8_min_agreement=int8_min_agreement, int8_max_doa_mean=int8_max_doa_mean, int8_max_doa_p95=int8_max_doa_p95)
     result = build(opts, say=lambda m: err.print(m, highlight=False, soft_wrap=True))
@@ -613,8 +656,12 @@ def bench_cmd(
     warmup: int = typer.Option(10, help="untimed inferences first"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="folder for bench-BACKEND.json and .md (default "
                                            "reports/bench-BUNDLE; a bundle holds only what its manifest lists)"),
+    fit_device: Optional[str] = typer.Option(None, "--fit-device", help="device spec the measurements calibrate "
+                                             "(edge devices calibrate; default: the bundle's target for a TensorRT "
+                                             "engine, x86-cpu for ONNX Runtime on the CPU)"),
 ) -> None:
-    """Latency (median/p95/p99), throughput, real-time factor, memory and power of a bundle."""
+    """Latency (median/p95/p99), throughput, real-time factor, memory and power of a bundle, and
+    what `edge devices calibrate` fits the latency model from."""
     from at2seld_edge.deploy.bench import bench, write_bench
     from at2seld_edge.deploy.runtime import SeldRuntime
 
@@ -627,7 +674,7 @@ def bench_cmd(
     check_output_dir(out_dir, is_ours=lambda p: any(p.glob("bench-*.json")), what="bench report folder")
     rt = SeldRuntime(bundle, backend, device)
     with err.status(f"benchmarking {bundle} on {rt.session.name} ({warmup} warm-up + {iterations} timed) ..."):
-        report = bench(rt, iterations, warmup)
+        report = bench(rt, iterations, warmup, fit_device)
     table = Table(title=f"{bundle}: {report.backend}, {report.precision}, batch 1")
     for col in ("latency", "median ms", "p95 ms", "p99 ms", "mean ms", "runs"):
         table.add_column(col, justify="left" if col == "latency" else "right")
@@ -640,9 +687,153 @@ def bench_cmd(
     for r in report.summary_rows():
         summary.add_row(*r)
     out.print(summary)
+    for note in report.notes:
+        out.print(f"note: {note}", highlight=False)
     paths = write_bench(report, out_dir)
     out.print("wrote " + ", ".join(str(p) for p in paths), highlight=False)
+    if report.fit is not None:
+        out.print(f"calibration data for {report.fit['device']}: edge devices calibrate --bench {paths[0]}",
+                  highlight=False, soft_wrap=True)
 
+
+@app.command("selftest")
+def selftest_cmd(
+    target: str = typer.Option("jetson-orin", "--target", "-t", help="device name (edge devices), family or YAML"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="report folder (default reports/selftest-DEVICE)"),
+    iterations: int = typer.Option(50, help="timed inferences per bench"),
+    warmup: int = typer.Option(5, help="untimed inferences first"),
+    calib_clips: int = typer.Option(4, help="clips for the INT8 bundle's calibration"),
+    install: bool = typer.Option(False, "--install", help="also write the fitted device file to the user folder "
+                                 "(as edge devices calibrate does)"),
+) -> None:
+    """The on-device acceptance run: build FP16 and INT8 bundles of the embedded default, verify,
+    bench, compare with the latency estimate, fit the device's constants; one report. Steps that
+    need TensorRT or a GPU are listed as skipped where they are missing."""
+    from at2seld_edge.deploy.selftest import SelftestOptions, run_selftest
+
+    opts = SelftestOptions.from_flags(target=target, out=out_dir, iterations=iterations, warmup=warmup,
+                                      calib_clips=calib_clips, install=install)
+    report = run_selftest(opts, say=lambda m: err.print(m, highlight=False))
+    table = Table(title=f"selftest on {report.target}")
+    for col in ("step", "status", "s", "detail"):
+        table.add_column(col, justify="right" if col == "s" else "left")
+    style = {"ran": "green", "skipped": "yellow", "failed": "red"}
+    for st in report.steps:
+        table.add_row(st.name, f"[{style[st.status]}]{st.status}[/]", f"{st.seconds:.1f}", st.detail)
+    out.print(table)
+    for c in report.comparisons:
+        out.print(f"{c.precision} on {c.ran_on}: measured {c.measured_ms:.2f} ms, estimate for {c.device} "
+                  f"{c.estimate_ms:.2f} ms ({c.ratio:.2f}x), fitted {c.fitted_ms:.2f} ms; estimate on {report.target} "
+                  f"{c.target_estimate_ms:.2f} ms", highlight=False)
+    out.print("wrote " + ", ".join(str(p) for p in report.written), highlight=False)
+    if report.failed:
+        raise EdgeError("selftest failed: " + "; ".join(f"{s.name}: {s.detail}" for s in report.failed),
+                        ErrorKind.CHECK)
+
+
+# ----------------------------------------------------------------------------- search and diagnostics
+
+SEARCH_EXTRA = "edge search and edge ablate need Optuna: pip install 'at2seld-edge[search]'"
+
+
+def _search_extra() -> None:
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        raise EdgeError(SEARCH_EXTRA, ErrorKind.USAGE) from None
+
+
+def _say(text: str) -> None:
+    err.print(text, highlight=False, soft_wrap=True)
+
+
+@app.command("search")
+def search_cmd(
+    data: Path = typer.Option(..., "--data", help="dataset spec YAML (trials train on train, score on val)"),
+    target: str = typer.Option(..., "--target", "-t", help="device name (edge devices), family name or YAML path"),
+    budget: str = typer.Option(..., "--budget", "-b", help="budget name (profiles/) or YAML path: its latency, "
+                               "peak memory and parameter limits are the search's constraints"),
+    out_dir: Path = typer.Option(..., "--out", help="folder for pareto.png, report.md, best.yaml (and search.db)"),
+    stage: str = typer.Option("all", help="1, 2, 3 or all; each stage starts from the previous stage's choice"),
+    trials: int = typer.Option(8, help="finished trials per stage, over every worker (stage 1: at most its grid)"),
+    storage: Optional[str] = typer.Option(None, help="SQLAlchemy URL shared by the workers (default "
+                                          "sqlite:///OUT/search.db); postgresql://... for many machines"),
+    study: str = typer.Option("edge-search", help="study name; rerun the same command to continue it"),
+    epochs: int = typer.Option(4, help="training epochs per trial"),
+    config: str = typer.Option(DEFAULT_PRESET, "--config", "-c", help="stage 1's base: " + CONFIG_HELP),
+    space: Optional[Path] = typer.Option(None, help="search space YAML (default: the nano-sized space; "
+                                         "at2seld_edge/search/space.py)"),
+    precision: str = typer.Option("fp16", help="fp32, fp16 or int8: the precision the latency is estimated at"),
+    sampler: str = typer.Option("tpe", help="stages 2 and 3: tpe or nsga2 (multi-objective, with constraints)"),
+    pruner: str = typer.Option("median", help="median, halving or none: stops trials on per-epoch validation SELD"),
+    skip_infeasible: bool = typer.Option(False, "--skip-infeasible", help="prune over-budget trials before training"),
+    seed: int = typer.Option(0, help="sampler seed"),
+    heartbeat: int = typer.Option(30, help="seconds between a trial's heartbeats; a trial silent for twice as long "
+                                  "is failed and retried"),
+    device: str = typer.Option("auto", help=TORCH_DEVICE_HELP),
+    workers: int = typer.Option(0, help="DataLoader worker processes per trial (as edge train)"),
+) -> None:
+    """Hardware-aware staged architecture search on Optuna: validation SELD and the device latency
+    estimate, under the budget's limits as constraints. Several processes with one --storage and
+    --study share the work."""
+    _search_extra()
+    from at2seld_edge.options import ProfilePrecision
+    from at2seld_edge.search.search import SearchOptions, run_search
+
+    opts = SearchOptions.from_flags(data=data, out=out_dir, config=config, stage=stage, trials=trials, epochs=epochs,
+                                    storage=storage, study=study, space=space, sampler=sampler, pruner=pruner,
+                                    skip_infeasible=skip_infeasible, seed=seed, heartbeat=heartbeat, device=device,
+                                    workers=workers)
+    if precision not in ProfilePrecision.__args__:  # type: ignore[attr-defined]
+        raise EdgeError(f"--precision {precision!r}: expected fp32, fp16 or int8", ErrorKind.USAGE)
+    from at2seld_edge.deploy.search_cost import search_device
+    from at2seld_edge.search.report import write_outputs
+
+    out.print(f"storage: {opts.storage_url()}  (optuna-dashboard {opts.storage_url()})", highlight=False,
+              soft_wrap=True)
+    run = run_search(opts, search_device(target, budget, precision), say=_say)
+    for r in run.results:
+        chosen = "nothing (no feasible trial)" if r.chosen is None else (
+            f"trial {r.chosen.number}: val SELD {r.chosen.values[0]:.3f}, latency {r.chosen.values[1]:.2f} ms")
+        out.print(f"stage {r.stage} chose {chosen}", highlight=False)
+    out.print("wrote " + ", ".join(str(p) for p in write_outputs(run)), highlight=False)
+
+
+@app.command("ablate")
+def ablate_cmd(
+    data: Path = typer.Option(..., "--data", help="dataset spec YAML"),
+    out_dir: Path = typer.Option(..., "--out", help="folder for ablation.md, ablation.png, ablation.json, runs/"),
+    config: str = typer.Option(DEFAULT_PRESET, "--config", "-c", help="the base: " + CONFIG_HELP),
+    seeds: int = typer.Option(3, help="training seeds per variant (0..K-1)"),
+    epochs: Optional[int] = typer.Option(None, help="training epochs per run (default: the config's)"),
+    split: str = typer.Option("test", help="split the runs are scored on"),
+    subset: float = typer.Option(0.7, help="the balanced-subset variant's fraction of the training clips"),
+    backbone_weights: Optional[Path] = typer.Option(None, help="official backbone weights: adds the pretrained vs "
+                                                    "random initialisation row"),
+    storage: Optional[str] = typer.Option(None, help="SQLAlchemy URL (default sqlite:///OUT/ablate.db)"),
+    study: str = typer.Option("edge-ablate", help="study name; rerun the same command to continue it"),
+    heartbeat: int = typer.Option(30, help="seconds between a run's heartbeats"),
+    device: str = typer.Option("auto", help=TORCH_DEVICE_HELP),
+    workers: int = typer.Option(0, help="DataLoader worker processes per run"),
+) -> None:
+    """The method's diagnostics: class balancing, focal vs BCE, active-only vs full DOA supervision,
+    calibrated vs fixed thresholds (and pretrained vs random backbone), as changes against the base
+    config, mean +- std over seeds."""
+    _search_extra()
+    from at2seld_edge.search.ablate import METRICS, AblateOptions, run_ablation
+
+    opts = AblateOptions.from_flags(data=data, out=out_dir, config=config, seeds=seeds, epochs=epochs, split=split,
+                                    subset=subset, backbone_weights=backbone_weights, storage=storage, study=study,
+                                    heartbeat=heartbeat, device=device, workers=workers)
+    out.print(f"storage: {opts.storage_url()}", highlight=False, soft_wrap=True)
+    result = run_ablation(opts, say=_say)
+    table = Table(title=f"edge ablate {config} on the {split} split: variant - base, mean +- std over seeds")
+    for col in ("change", "seeds", *METRICS):
+        table.add_column(col, justify="left" if col == "change" else "right")
+    for row in result["rows"]:
+        table.add_row(*row)
+    out.print(table)
+    out.print(f"wrote {out_dir}/ablation.md, ablation.png, ablation.json", highlight=False)
 
 def main() -> None:
     try:

@@ -20,7 +20,7 @@ import json
 import math
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -117,6 +117,7 @@ class TrackTransformerConfig(_Strict):
     heads: int = Field(4, gt=0)
     ff_mult: int = Field(2, gt=0)
     dropout: float = Field(0.1, ge=0, lt=1)
+    history_frames: int = Field(30, ge=1, le=3000)  # causal models: a frame attends to itself and this many before it
 
     @model_validator(mode="after")
     def _heads_divide(self) -> "TrackTransformerConfig":
@@ -128,7 +129,9 @@ class TrackTransformerConfig(_Strict):
 class SmootherConfig(_Strict):
     hidden: int = Field(128, gt=0)
     layers: int = Field(1, ge=1)
-    causal: bool = False  # unidirectional GRU and causal temporal attention, for streaming
+    # The model's causal switch (streaming): causal STFT framing, convs and resampler in every encoder,
+    # track transformer attention over the last track_transformer.history_frames, unidirectional GRU.
+    causal: bool = False
 
 
 class HeadsConfig(_Strict):
@@ -154,6 +157,13 @@ class AugmentConfig(_Strict):
     freq_width: int = Field(8, ge=0)
 
 
+class ClassBalanceConfig(_Strict):
+    """Evening out class exposure in training (training/balance.py)."""
+
+    sampler: bool = False  # draw segments with weights by inverse class frequency (with replacement)
+    subset: float | None = Field(None, gt=0, le=1)  # train on this fraction of the clips, picked greedily to even out classes
+
+
 class TrainingConfig(_Strict):
     epochs: int = Field(40, ge=1)
     batch_size: int = Field(8, ge=1)
@@ -169,21 +179,30 @@ class TrainingConfig(_Strict):
     seed: int = 0
     loss: LossConfig = LossConfig()
     augment: AugmentConfig = AugmentConfig()
+    class_balance: ClassBalanceConfig = ClassBalanceConfig()
 
 
 class ModelConfig(_Strict):
     name: str
     description: str = ""
+    architecture: str = "at2seld"  # the model family (model.ARCHITECTURES): at2seld, dcase-baseline
     num_classes: int = Field(13, gt=0)
     audio: AudioConfig = AudioConfig()
     frontend: FrontendConfig = FrontendConfig()
-    backbone: BackboneConfig
+    backbone: BackboneConfig | None = None  # at2seld's audio-tagging backbone (required there)
     spatial_encoder: SpatialEncoderConfig = SpatialEncoderConfig()
     cross_stitch: CrossStitchConfig = CrossStitchConfig()
     track_transformer: TrackTransformerConfig = TrackTransformerConfig()
     smoother: SmootherConfig = SmootherConfig()
     heads: HeadsConfig = HeadsConfig()
     training: TrainingConfig = TrainingConfig()  # how to train it; not part of the architecture
+
+    @field_validator("architecture")
+    @classmethod
+    def _known_architecture(cls, v: str) -> str:
+        from at2seld_edge.model import ARCHITECTURES
+
+        return ARCHITECTURES.require(v)
 
     @model_validator(mode="after")
     def _aligned(self) -> "ModelConfig":
@@ -197,8 +216,6 @@ class ModelConfig(_Strict):
         fmax = f.fmax if f.fmax is not None else a.sample_rate / 2
         if not f.fmin < fmax <= a.sample_rate / 2:
             raise ValueError(f"frontend needs fmin < fmax <= Nyquist ({a.sample_rate / 2:g} Hz), got {f.fmin}..{fmax}")
-        if b.fmax > b.sample_rate / 2 or b.fmin >= b.fmax:
-            raise ValueError(f"backbone needs fmin < fmax <= Nyquist ({b.sample_rate / 2:g} Hz), got {b.fmin}..{b.fmax}")
         if f.n_mels < math.prod(self.spatial_encoder.freq_pool):
             raise ValueError(
                 f"spatial_encoder.freq_pool {self.spatial_encoder.freq_pool} pools frontend.n_mels {f.n_mels} below one bin"
@@ -208,6 +225,15 @@ class ModelConfig(_Strict):
                 f"spatial_encoder.time_pool {self.spatial_encoder.time_pool} multiplies to "
                 f"{math.prod(self.spatial_encoder.time_pool)}, but a label frame holds {fpl} front-end STFT frames"
             )
+        if self.architecture != "at2seld":  # another family checks its own parts
+            from at2seld_edge.model import ARCHITECTURES
+
+            ARCHITECTURES.get(self.architecture).check_config(self)
+            return self
+        if b is None:
+            raise ValueError("key `backbone`: required key is missing (architecture at2seld)")
+        if b.fmax > b.sample_rate / 2 or b.fmin >= b.fmax:
+            raise ValueError(f"backbone needs fmin < fmax <= Nyquist ({b.sample_rate / 2:g} Hz), got {b.fmin}..{b.fmax}")
         if (a.label_hop_s * b.sample_rate) % 1 or (a.label_hop_samples * b.sample_rate) % a.sample_rate:
             raise ValueError(f"a label hop is not a whole number of samples at backbone.sample_rate {b.sample_rate}")
         arch = BACKBONES.get(b.name)
@@ -231,6 +257,11 @@ class ModelConfig(_Strict):
                     f"stage {cs.early_spatial_stage} it is {tp}"
                 )
         return self
+
+    @property
+    def causal(self) -> bool:
+        """Every part looks only back in time, so the model streams (see model/stream.py)."""
+        return self.smoother.causal
 
     @property
     def frontend_frames_per_label(self) -> int:
@@ -316,6 +347,7 @@ def _allowed_keys(root: type[BaseModel], loc: tuple) -> list[str]:
     for part in loc:
         field = model.model_fields.get(part) if isinstance(part, str) else None
         ann = getattr(field, "annotation", None)
+        ann = next((t for t in get_args(ann) if isinstance(t, type) and issubclass(t, BaseModel)), ann)  # X | None
         if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
             return []
         model = ann

@@ -1,7 +1,11 @@
 """The one user-error type and the one table that maps its kinds to exit codes.
 
 A user mistake (bad config, bad file, bad argument) raises `EdgeError`; the CLI prints its
-message and exits with the code below, never a traceback.
+message and exits with the code below, never a traceback. The one rule: what can be judged from
+the command line alone (an unknown flag, a value outside its range or set, flags that contradict
+each other; a stage's options model raises these) is USAGE, exit 2; whatever needs a file read
+(a config, dataset, checkpoint, bundle that is wrong, or a check on them that fails) is exit 1;
+a model over its budget with --fail-on-violation is exit 3.
 """
 
 from __future__ import annotations

@@ -11,13 +11,18 @@ say so with Reshape's 0 (copy this axis) instead of computing them from the inpu
 dynamic time axis each of those computations costs TensorRT's parser tens of shape layers), and
 constants of element-wise operations get the rank of the other operand (else the parser adds a
 broadcast layer for each).
+
+Causal models also export a stream graph (`export_stream_graph`): one hop of audio and the
+model's stream state in, the hop's frame and the next state out, every shape fixed (see
+model/stream.py); it is proven by streaming it in ONNX Runtime against the whole clip in PyTorch.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +35,7 @@ from at2seld_edge.checkpoint import provenance
 from at2seld_edge.errors import EdgeError, ErrorKind
 from at2seld_edge.io import check_output_file, atomic_path
 from at2seld_edge.model import AT2SELD, MODULE_NAMES, OUTPUT_NAMES
+from at2seld_edge.model.stream import StreamState, streaming
 from at2seld_edge.summary import example_audio
 
 INPUT_NAME = "audio"
@@ -38,7 +44,7 @@ DEFAULT_OPSET = 17
 DEFAULT_TOLERANCE = 1e-4
 
 
-class _Outputs(nn.Module):
+class OutputsOnly(nn.Module):
     """The deployable outputs only, as a tuple in OUTPUT_NAMES order."""
 
     def __init__(self, model: AT2SELD):
@@ -102,7 +108,7 @@ def export_onnx(model: AT2SELD, out: str | Path, *, seconds: float = 1.0, dynami
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
             torch.onnx.export(
-                _Outputs(model), (audio,), str(tmp), dynamo=False, opset_version=opset,
+                OutputsOnly(model), (audio,), str(tmp), dynamo=False, opset_version=opset,
                 input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES), dynamic_axes=dynamic_axes,
                 do_constant_folding=True,
             )
@@ -284,15 +290,11 @@ class OnnxRuntimeModel:
     (audio tensor -> dict of output tensors), so evaluation code runs on either."""
 
     def __init__(self, path: str | Path, config, threads: int = 0):
-        import onnxruntime as ort
+        from at2seld_edge.onnx_session import ort_session
 
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        if threads:
-            so.intra_op_num_threads = threads
         self.path = str(path)
         self.config = config
-        self.session = ort.InferenceSession(self.path, so, providers=["CPUExecutionProvider"])
+        self.session = ort_session(path, "cpu", threads=threads)
 
     def eval(self) -> "OnnxRuntimeModel":
         return self
@@ -302,43 +304,68 @@ class OnnxRuntimeModel:
         return {k: torch.from_numpy(v) for k, v in zip(OUTPUT_NAMES, got)}
 
 
-# ----------------------------------------------------------------------------- streaming graphs
+# ----------------------------------------------------------------------------- the stream graph
 
-STREAM_ENCODER, STREAM_DECODER = "stream_encoder.onnx", "stream_decoder.onnx"
-
-
-class _StreamEncoder(nn.Module):
-    def __init__(self, model: AT2SELD):
-        super().__init__()
-        self.model = model
-
-    def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        return self.model.encode(audio)[0]
+STREAM_GRAPH = "stream.onnx"
+STATE_IN, STATE_OUT = "state_in.", "state_out."
 
 
-class _StreamDecoder(nn.Module):
-    """Track transformer over the fused history, then the GRU over the newest `new_frames`
-    frames only, from the carried state."""
+@dataclass
+class StateTensor:
+    """One piece of stream state: the layer's name, the graph input that takes it, the graph
+    output that gives its next value, its fixed shape."""
 
-    def __init__(self, model: AT2SELD):
-        super().__init__()
-        self.model = model
+    name: str
+    input: str
+    output: str
+    shape: list[int]
+    dtype: str = "float32"
 
-    def forward(self, fused: torch.Tensor, new_frames: torch.Tensor, state_in: torch.Tensor):
-        m = self.model
-        tracks = m.track_transformer(fused)
-        tracks = tracks[:, tracks.shape[1] - new_frames:]
-        y, state = m.smoother.step(tracks, state_in)
-        return m.heads.sed(y), torch.tanh(m.heads.doa(y)).unflatten(-1, (m.heads.num_classes, 3)), state
+    @property
+    def bytes(self) -> int:
+        return math.prod(self.shape) * 4
 
 
 @dataclass
 class StreamExport:
-    encoder: str
-    decoder: str
-    context_samples: int
+    """The stream graph: one hop of audio (1, 4, hop_samples) and every state in; the hop's
+    frames and every next state out. No lookahead: a frame is out once its hop is in."""
+
+    graph: str
+    hop_samples: int
     lookahead_samples: int
-    state_shape: list[int]
+    context_samples: int  # how far back the encoders reach (held by the per-layer caches)
+    history_frames: int  # the track transformer's attention window
+    states: list[StateTensor]
+    max_abs_diff: dict[str, float] = field(default_factory=dict)  # streamed vs whole-clip PyTorch
+    hops_checked: int = 0
+
+    @property
+    def state_bytes(self) -> int:
+        return sum(s.bytes for s in self.states)
+
+
+def initial_stream_state(model: AT2SELD) -> dict[str, torch.Tensor]:
+    """Every causal layer's state at the start of a stream (zeros), by name, in the order one
+    step uses them."""
+    state = StreamState()
+    with torch.no_grad(), streaming(state):
+        model.eval()(torch.zeros(1, 4, model.config.audio.label_hop_samples))
+    return {k: torch.zeros_like(v) for k, v in state.next.items()}
+
+
+class _StreamStep(nn.Module):
+    """One hop: (audio, *states) -> (sed_logits, doa, *next states), states in `names` order."""
+
+    def __init__(self, model: AT2SELD, names: list[str]):
+        super().__init__()
+        self.model, self.names = model, names
+
+    def forward(self, audio: torch.Tensor, *states: torch.Tensor):
+        state = StreamState(dict(zip(self.names, states)))
+        with streaming(state):
+            out = self.model(audio)
+        return (*(out[k] for k in OUTPUT_NAMES), *(state.next[n] for n in self.names))
 
 
 def encoder_receptive_field(model: AT2SELD, seconds: float = 6.0) -> tuple[int, int]:
@@ -365,38 +392,69 @@ def encoder_receptive_field(model: AT2SELD, seconds: float = 6.0) -> tuple[int, 
     return last - mid, mid - first  # a frame sees this many frames back (past) and ahead (future)
 
 
-def export_stream_graphs(model: AT2SELD, out_dir: str | Path, opset: int = DEFAULT_OPSET) -> StreamExport:
-    """The two graphs a causal model streams with (see deploy.runtime.Streamer)."""
+def export_stream_graph(model: AT2SELD, out_dir: str | Path, opset: int = DEFAULT_OPSET,
+                        tolerance: float = DEFAULT_TOLERANCE) -> StreamExport:
+    """Export the stream graph of a causal model (fixed shapes throughout) and prove that
+    streaming it in ONNX Runtime from the zero state gives the whole-clip PyTorch outputs; the
+    file appears in `out_dir` only if it does."""
     cfg = model.config
-    if not cfg.smoother.causal:
+    if not cfg.causal:
         raise EdgeError(f"{cfg.name}: streaming needs a causal model (smoother.causal: true)", ErrorKind.USAGE)
     model = model.eval()
     hop = cfg.audio.label_hop_samples
     past, future = encoder_receptive_field(model)
-    context, lookahead = (past + 1) * hop, (future + 1) * hop  # one frame of margin each side
-    out_dir = Path(out_dir)
-    audio = example_audio(model, 2.0)
-    with torch.no_grad():
-        fused = model.encode(audio)[0]
-    gru = model.smoother.gru
-    state = torch.zeros(gru.num_layers * (2 if gru.bidirectional else 1), cfg.heads.n_tracks, gru.hidden_size)
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        with atomic_path(out_dir / STREAM_ENCODER) as tmp:
-            torch.onnx.export(_StreamEncoder(model), (audio,), str(tmp), dynamo=False, opset_version=opset,
-                              input_names=["audio"], output_names=["fused"],
-                              dynamic_axes={"audio": {2: "samples"}, "fused": {1: "frames"}}, do_constant_folding=True)
-        with atomic_path(out_dir / STREAM_DECODER) as tmp:
-            torch.onnx.export(_StreamDecoder(model), (fused, torch.tensor(4), state), str(tmp), dynamo=False,
-                              opset_version=opset, input_names=["fused", "new_frames", "state_in"],
-                              output_names=["sed_logits", "doa", "state_out"],
-                              dynamic_axes={"fused": {1: "history"}, "sed_logits": {1: "frames"}, "doa": {1: "frames"}},
-                              do_constant_folding=True)
-    for name in (STREAM_ENCODER, STREAM_DECODER):
-        with atomic_path(out_dir / name) as tmp:
-            onnx.save(simplify_graph(onnx.load(str(out_dir / name))), str(tmp))
+    if future:
+        raise EdgeError(f"{cfg.name}: the encoders look {future} frame(s) ahead; a causal model's must not",
+                        ErrorKind.CHECK)
+    init = initial_stream_state(model)
+    states = [StateTensor(k, STATE_IN + k, STATE_OUT + k, list(v.shape)) for k, v in init.items()]
+    result = StreamExport(STREAM_GRAPH, hop, 0, (past + 1) * hop, cfg.track_transformer.history_frames, states)
+    out = Path(out_dir) / STREAM_GRAPH
+    check_output_file(out)
+    with atomic_path(out) as tmp:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(_StreamStep(model, list(init)), (torch.zeros(1, 4, hop), *init.values()), str(tmp),
+                              dynamo=False, opset_version=opset, input_names=[INPUT_NAME, *(s.input for s in states)],
+                              output_names=[*OUTPUT_NAMES, *(s.output for s in states)], do_constant_folding=True)
+        proto = simplify_graph(onnx.load(str(tmp)))
+        manifest = {**provenance(), "artifact": "stream_graph", "opset": opset, "config_name": cfg.name,
+                    "config_fingerprint": cfg.fingerprint(), **asdict(result)}
+        del proto.metadata_props[:]
+        proto.metadata_props.add(key=MANIFEST_KEY, value=json.dumps(manifest, sort_keys=True))
+        proto.producer_name = "at2seld-edge"
         try:
-            onnx.checker.check_model(str(out_dir / name), full_check=True)
+            onnx.checker.check_model(proto, full_check=True)
         except Exception as e:
-            raise EdgeError(f"{out_dir / name}: exported graph fails onnx.checker: {e}", ErrorKind.CHECK) from None
-    return StreamExport(STREAM_ENCODER, STREAM_DECODER, context, lookahead, list(state.shape))
+            raise EdgeError(f"{out}: exported stream graph fails onnx.checker: {e}", ErrorKind.CHECK) from None
+        onnx.save(proto, str(tmp))
+        result.hops_checked = cfg.track_transformer.history_frames + 10  # past the attention window's fill
+        result.max_abs_diff = compare_stream_with_torch(model, tmp, states, result.hops_checked)
+        worst = max(result.max_abs_diff.values())
+        if not worst <= tolerance:
+            raise EdgeError(f"{out}: streaming it in ONNX Runtime differs from the whole clip in PyTorch by "
+                            f"{worst:.3g} (> {tolerance:g})", ErrorKind.CHECK)
+    return result
+
+
+def compare_stream_with_torch(model: AT2SELD, graph: str | Path, states: list[StateTensor], hops: int,
+                              seed: int = 1) -> dict[str, float]:
+    """Max abs difference per output between the stream graph in ONNX Runtime (CPU), one hop per
+    call from the zero state, and PyTorch on the whole clip of random audio."""
+    from at2seld_edge.onnx_session import ort_session
+
+    hop = model.config.audio.label_hop_samples
+    g = torch.Generator().manual_seed(seed)
+    audio = 0.1 * torch.randn(1, 4, hops * hop, generator=g)
+    with torch.no_grad():
+        ref = model.eval()(audio)
+    sess = ort_session(graph)
+    feeds = {s.input: np.zeros(s.shape, np.float32) for s in states}
+    got = {k: [] for k in OUTPUT_NAMES}
+    for i in range(hops):
+        feeds[INPUT_NAME] = audio[..., i * hop: (i + 1) * hop].numpy()
+        out = sess.run(None, feeds)
+        for k, v in zip(OUTPUT_NAMES, out):
+            got[k].append(v)
+        feeds.update({s.input: v for s, v in zip(states, out[len(OUTPUT_NAMES):])})
+    return {k: float(np.max(np.abs(ref[k].numpy() - np.concatenate(got[k], axis=1)))) for k in OUTPUT_NAMES}

@@ -24,19 +24,22 @@ import torch
 from pydantic import Field, field_validator, model_validator
 
 from at2seld_edge.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint, provenance, save_checkpoint
+from at2seld_edge.compress.artifact import CompressionManifest, read_compression_manifest, write_compression_manifest
 from at2seld_edge.compress.fuse import fold_batchnorm
+from at2seld_edge.compress.report import write_report
 from at2seld_edge.compress.prune import IMPORTANCE, PruneResult, passive_filter_prune, pruning_plan
 from at2seld_edge.compress.quantize import (
-    DEFAULT_CALIBRATION_CLIPS, DEFAULT_CALIBRATION_METHOD, MIN_CALIBRATION_CLIPS, agreement_judge, calibrate, calibration_segments,
-    mixed_precision, quantizable_nodes, quantize_qdq, write_tensorrt_cache,
+    DEFAULT_CALIBRATION_CLIPS, DEFAULT_CALIBRATION_METHOD, MIN_CALIBRATION_CLIPS, agreement_judge, calibrate_with_cache,
+    mixed_precision, pick_calibration_audio, quantize_except,
 )
 from at2seld_edge.data.dataset import read_audio
 from at2seld_edge.data.spec import Dataset
 from at2seld_edge.errors import EdgeError
 from at2seld_edge.evaluation.agreement import golden_inputs
+from at2seld_edge.devices_torch import TorchDevice
 from at2seld_edge.options import CalibMethod, Int8Limits
 from at2seld_edge.evaluation.evaluate import predict_clips, score_outputs
-from at2seld_edge.io import atomic_path, atomic_write_text, check_output_dir, markdown_table, output_lock
+from at2seld_edge.io import atomic_path, atomic_write_text, check_output_dir, output_lock
 from at2seld_edge.model import AT2SELD
 from at2seld_edge.onnx_export import OnnxRuntimeModel, export_onnx
 from at2seld_edge.summary import summarize
@@ -55,6 +58,7 @@ class CompressOptions(Int8Limits):
     calib_method: CalibMethod = DEFAULT_CALIBRATION_METHOD
     tolerance: float = Field(0.01, ge=0)  # largest SELD-score increase an INT8 module may cause
     calib_seconds: float = Field(4.0, gt=0)
+    device: TorchDevice = "auto"  # where fine-tuning runs (not part of a run's identity: resume anywhere)
 
     @field_validator("target_macs", mode="before")
     @classmethod
@@ -169,8 +173,8 @@ def compress(ckpt_path: Path, data: Dataset, out_dir: Path, opts: CompressOption
         ratio = ratio_for_target(original, opts.target_macs, opts.prune_method)
     with output_lock(out_dir, "edge compress"):
         work = out_dir.with_name(out_dir.name + ".partial")
-        stamp = json.dumps({"checkpoint_sha256": ckpt.sha256(), "options": opts.model_dump(mode="json")},
-                           sort_keys=True)
+        stamp = json.dumps({"checkpoint_sha256": ckpt.sha256(),
+                            "options": opts.model_dump(mode="json", exclude={"device"})}, sort_keys=True)
         if work.exists() and (not (work / "options.json").is_file() or (work / "options.json").read_text() != stamp):
             raise EdgeError(f"{work}: holds an unfinished run of another checkpoint or other options; "
                             "remove it or give another --out")
@@ -181,6 +185,7 @@ def compress(ckpt_path: Path, data: Dataset, out_dir: Path, opts: CompressOption
         run = _Compression(ckpt, Path(ckpt_path), original, data, opts, work, say, train_reporter)
         report = run.run(ratio, train_clips)
         write_report(report, work)
+        write_compression_manifest(work, run.manifest())
         if out_dir.exists():
             out_dir.rmdir()
         os.replace(work, out_dir)
@@ -215,6 +220,18 @@ class _Compression:
             self.int8(fp32_path, train_clips)
         return self.report
 
+    def manifest(self) -> CompressionManifest:
+        """What the folder holds, for `edge build --compressed`."""
+        final = next((n for n in ("pruned_finetuned.pt", "pruned.pt") if (self.work / n).is_file()), None)
+        int8 = self.opts.int8
+        return CompressionManifest(
+            toolkit_version=self.report.manifest["toolkit_version"], created_utc=self.report.manifest["created_utc"],
+            **{k: self.base_manifest[k] for k in ("source_checkpoint", "source_checkpoint_sha256", "classes")},
+            data=str(self.data.spec_path.resolve()), options=self.opts.model_dump(mode="json"), checkpoint=final,
+            fp32_model="model.fp32.onnx", int8_model="model.int8.onnx" if int8 else None,
+            calibration_cache="calibration.cache" if int8 else None,
+            float_modules=list(self.report.float_modules) if int8 else None)
+
     def add_variant(self, name: str, model: AT2SELD, onnx_path: Path, thr: np.ndarray, notes: str = "") -> None:
         self.say(f"scoring {name} on the test split and timing it in ONNX Runtime")
         s = summarize(model)
@@ -247,7 +264,7 @@ class _Compression:
         ft_cfg = pruned.config.model_copy(update={"training": tc.model_copy(update={
             "lr": tc.lr * 0.5, "restart_epochs": epochs, "patience": epochs})})
         result = train(ft_cfg, self.data, self.work / "finetune", epochs=epochs, reporter=self.train_reporter,
-                       initial_model=pruned.build())
+                       initial_model=pruned.build(), device=self.opts.device)
         ft = load_checkpoint(result.run_dir / "best.pt")
         self.model, self.thresholds = model_from_checkpoint(ft).eval(), np.array(ft.thresholds)
         save_checkpoint(self.work / "pruned_finetuned.pt", self.model, ft.classes, ft.thresholds,
@@ -260,16 +277,11 @@ class _Compression:
     def int8(self, fp32_path: Path, train_clips: list) -> None:
         opts, work, cfg = self.opts, self.work, self.model.config
         hop = cfg.audio.label_hop_samples
-        rng = np.random.default_rng(0)  # edge build picks the same clips for the same count
-        chosen = sorted(rng.choice(len(train_clips), size=opts.calib_clips, replace=False))
+        audios = pick_calibration_audio(train_clips, opts.calib_clips)
+        self.say(f"calibrating activation ranges ({opts.calib_method}) on {len(audios)} training clips")
         samples = hop * round(opts.calib_seconds / cfg.audio.label_hop_s)
-        segments = calibration_segments([read_audio(train_clips[i]) for i in chosen], samples)
-        self.say(f"calibrating activation ranges ({opts.calib_method}) on {len(segments)} training clips")
-        ranges = calibrate(fp32_path, segments, opts.calib_method)
-        write_tensorrt_cache(ranges, work / "calibration.cache")
-        groups = quantizable_nodes(fp32_path)
-        all_nodes = [n for m, nodes in groups.items() if m != "frontend" for n in nodes]
-        quantize_qdq(fp32_path, work / "model.int8_all.onnx", ranges, all_nodes)
+        ranges = calibrate_with_cache(fp32_path, audios, samples, opts.calib_method, work / "calibration.cache")
+        quantize_except(fp32_path, work / "model.int8_all.onnx", ranges, {"frontend"})
         self.add_variant("INT8 (all but the DSP)", self.model, work / "model.int8_all.onnx", self.thresholds,
                          "every Conv/MatMul/Gemm outside the front-end and STFT/mel")
         val_score = _scorer(cfg, self.val_clips, self.thresholds)
@@ -283,49 +295,13 @@ class _Compression:
                          "FP32 modules: " + ", ".join(mixed.float_modules))
 
 
-# ----------------------------------------------------------------------------- report
-
-
-def write_report(report: CompressReport, work: Path) -> None:
-    base = report.variants[0]
-    rows = []
-    for v in report.variants:
-        m = v.metrics
-        rows.append([v.name, f"{v.params:,}", f"{v.backbone_macs_per_second / 1e6:,.1f}",
-                     f"{v.macs_per_second / 1e6:,.1f}", f"{v.size_bytes / 1e6:.2f}",
-                     f"{m['ER']:.3f}", f"{m['F']:.3f}", f"{m['LE']:.1f}", f"{m['LR']:.3f}", f"{m['SELD']:.4f}",
-                     f"{m['SELD'] - base.metrics['SELD']:+.4f}", f"{v.latency.median_ms:.2f}", f"{v.latency.p95_ms:.2f}",
-                     f"{base.latency.median_ms / v.latency.median_ms:.2f}x", v.notes])
-    parts = [
-        "# Compression report",
-        f"Source: `{report.manifest['source_checkpoint']}`. Metrics on the test split with each model's calibrated "
-        "thresholds, all run in ONNX Runtime (CPU); latency: one inference over 1 s of audio, median and p95 of 20 "
-        "warm runs, measured in this run.",
-        markdown_table(["variant", "params", "backbone MMAC/s", "total MMAC/s", "ONNX MB", "ER", "F", "LE", "LR", "SELD",
-                   "dSELD", "median ms", "p95 ms", "speed-up", "notes"], rows),
-    ]
-    if report.pruned_channels is not None:
-        parts.append(f"Pruned backbone channels: {report.pruned_channels}")
-    if report.sensitivity:
-        parts += ["## INT8 sensitivity (one module quantized at a time, validation split)",
-                  markdown_table(["module", "quantized nodes", "SELD", "dSELD vs FP32", "INT8 in the final model"],
-                            [[r["module"], str(r["nodes"]), f"{r['seld']:.4f}", f"{r['delta']:+.4f}",
-                              "yes" if r["quantized"] else "no (kept FP32)"] for r in report.sensitivity]),
-                  f"Kept in floating point: {', '.join(report.float_modules)} (the front-end always; a module with "
-                  "no sensitivity row has no Conv/MatMul/Gemm to quantize, e.g. the smoother's ONNX GRU; the others "
-                  f"when their change exceeds the tolerance {report.options['tolerance']:g})."]
-    atomic_write_text(work / "compression_report.md", "\n\n".join(parts) + "\n")
-    atomic_write_text(work / "compression_report.json", json.dumps(asdict(report), indent=2, default=float))
-
-
-
 # ----------------------------------------------------------------------------- reading the artifact
 
 
 @dataclass
 class CompressedModel:
     """What `edge build --compressed` takes from an `edge compress` folder: the last stage's
-    checkpoint and which modules the sensitivity analysis kept in floating point."""
+    checkpoint, the modules the sensitivity analysis kept in floating point, its calibration."""
 
     checkpoint: Path
     float_modules: list[str] | None  # None: the run had no --int8
@@ -335,25 +311,7 @@ class CompressedModel:
 
 
 def read_compressed(folder: Path) -> CompressedModel:
-    report_path = folder / "compression_report.json"
-    if not report_path.is_file():
-        partial = folder.with_name(folder.name + ".partial")
-        hint = f" ({partial} holds an unfinished run: run edge compress again to finish it)" if partial.exists() else ""
-        raise EdgeError(f"{folder}: not an edge compress output (no compression_report.json){hint}")
-    try:
-        report = json.loads(report_path.read_text(encoding="utf-8"))
-        int8, method = report["options"]["int8"], report["options"]["calib_method"]
-        clips = report["options"].get("calib_clips", DEFAULT_CALIBRATION_CLIPS)
-        data = report["manifest"].get("data")
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise EdgeError(f"{report_path}: not a readable compression report ({type(e).__name__}: {e})") from None
-    for name in ("pruned_finetuned.pt", "pruned.pt"):
-        if (folder / name).is_file():
-            ckpt = folder / name
-            break
-    else:
-        ckpt = Path(report["manifest"]["source_checkpoint"])
-        if not ckpt.is_file():
-            raise EdgeError(f"{folder}: no pruned checkpoint, and its source checkpoint {ckpt} is gone")
-    return CompressedModel(ckpt, list(report.get("float_modules", [])) if int8 else None, method, clips,
-                           Path(data) if data else None)
+    m = read_compression_manifest(folder)
+    opts = CompressOptions.model_validate(m.options)
+    return CompressedModel(m.checkpoint_path(folder), m.float_modules, opts.calib_method, opts.calib_clips,
+                           Path(m.data))

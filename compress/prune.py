@@ -130,6 +130,9 @@ PLAN_OF_BACKBONE = {"cnn14": "panns_cnn", "cnn10": "panns_cnn", "epanns": "panns
 
 def pruning_plan(model: AT2SELD) -> list[PrunableConv]:
     """The backbone's plan plus the readers of its output outside the backbone."""
+    if model.config.backbone is None:
+        raise EdgeError(f"no pruning plan for architecture {model.config.architecture!r}: it has no backbone to prune "
+                        "(compress it with --int8 alone)")
     name = model.config.backbone.name
     if name not in PLAN_OF_BACKBONE:
         raise EdgeError(f"no pruning plan for backbone {name!r} (known: {', '.join(sorted(PLAN_OF_BACKBONE))})")

@@ -21,7 +21,7 @@ import io
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import onnx
@@ -127,6 +127,30 @@ def calibrate(fp32_onnx: Path, segments: list[np.ndarray], method: str, percenti
             tensors = calibrator.compute_data()
         del calibrator
     return Ranges(method, tensors)
+
+
+def pick_calibration_audio(clips: list, count: int) -> list[np.ndarray]:
+    """`count` training clips, the same ones for the same count in `edge compress` and `edge build`."""
+    from at2seld_edge.data.dataset import read_audio
+
+    chosen = sorted(np.random.default_rng(0).choice(len(clips), size=min(count, len(clips)), replace=False))
+    return [read_audio(clips[i]) for i in chosen]
+
+
+def calibrate_with_cache(fp32_onnx: Path, audios: list[np.ndarray], samples: int, method: str,
+                         cache: Path) -> Ranges:
+    """Ranges from the first `samples` of each clip, also written as TensorRT's calibration cache:
+    the one calibration sequence compress and build share."""
+    ranges = calibrate(fp32_onnx, calibration_segments(audios, samples), method)
+    write_tensorrt_cache(ranges, cache)
+    return ranges
+
+
+def quantize_except(fp32_onnx: Path, out: Path, ranges: Ranges, keep_float: Iterable[str]) -> Path:
+    """Q/DQ INT8 on every quantizable node outside the `keep_float` modules."""
+    keep = set(keep_float)
+    nodes = [n for m, ns in quantizable_nodes(fp32_onnx).items() if m not in keep for n in ns]
+    return quantize_qdq(fp32_onnx, out, ranges, nodes)
 
 
 def quantizable_nodes(fp32_onnx: Path) -> dict[str, list[str]]:

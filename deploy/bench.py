@@ -4,6 +4,11 @@ on a local backend, measured in one run and written as JSON and Markdown.
 A deployment re-runs the model every label hop on the last window of audio, so the time of one
 window's inference is also the time per hop; the real-time factor per hop (that time over the
 hop) must stay below 1. Causal bundles also time the streaming path, one hop of audio per call.
+
+The JSON also records what `edge devices calibrate` fits the latency model's constants from
+(`fit`): the layers of the bundle's graph as the device's executor runs them (from the engine's
+`layers.json` where there is one) and measurements over them: the end-to-end time, and per-layer
+times from TensorRT's layer profiler or per-module times from ONNX Runtime's profiling.
 """
 
 from __future__ import annotations
@@ -13,13 +18,16 @@ import platform
 import re
 import shutil
 import subprocess
+import tempfile
 import threading
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from pathlib import Path
 
 import numpy as np
 
 from at2seld_edge.checkpoint import provenance
+from at2seld_edge.errors import EdgeError, ErrorKind
 from at2seld_edge.io import atomic_write_text, markdown_table
 from at2seld_edge.timing import LatencyStats, time_runs
 
@@ -137,6 +145,10 @@ class BenchReport:
     device_memory_mb: float | None
     power: dict | None
     machine: dict = field(default_factory=dict)
+    fit: dict | None = None  # calibrate.FitRecord: what `edge devices calibrate` needs
+    notes: list[str] = field(default_factory=list)
+    stream_state_bytes: int | None = None  # causal bundles: the state one stream carries (fixed)
+    sound_to_detection_ms: float | None = None  # causal bundles: lookahead + one hop's compute (median)
 
     def rows(self) -> list[list[str]]:
         def lat(name, x: LatencyStats):
@@ -156,20 +168,29 @@ class BenchReport:
                 ["host memory (RSS now / peak)", f"{mb(self.host_rss_mb)} / {mb(self.host_peak_rss_mb)} MB"],
                 ["device memory in use", mb(self.device_memory_mb) + (" MB" if self.device_memory_mb is not None else
                                                                       " (CPU backend or no cuda-python)")],
-                ["power", power]]
+                ["power", power]] + ([] if self.stream_hop is None else [
+                ["streaming: sound to detection (lookahead + hop compute)", f"{self.sound_to_detection_ms:.2f} ms"],
+                ["streaming: state carried between hops", f"{self.stream_state_bytes:,} bytes"]])
 
     def markdown(self) -> str:
         where = self.machine.get("processor") or self.machine.get("system", "")
+        fit = "" if self.fit is None else (
+            f"\nCalibration data for {self.fit['device']} ({self.fit['method']}): {len(self.fit['layers'])} layers, "
+            f"{len(self.fit['measurements'])} measurements; `edge devices calibrate --bench` this JSON fits the "
+            "latency model's constants.\n")
+        notes = "".join(f"\n- {n}" for n in self.notes)
         return (f"# Benchmark: {self.bundle}\n\nBackend {self.backend}, {self.precision} bundle, batch 1, "
                 f"machine {self.machine.get('machine', '')} ({where}).\n\n"
                 + markdown_table(["latency", "median ms", "p95 ms", "p99 ms", "mean ms", "runs"], self.rows()) + "\n\n"
-                + markdown_table(["measure", "value"], self.summary_rows()) + "\n")
+                + markdown_table(["measure", "value"], self.summary_rows()) + "\n" + fit + notes + ("\n" if notes else ""))
 
     def to_dict(self) -> dict:
         return {**provenance(), "artifact": "bench_report", **asdict(self)}
 
 
-def bench(runtime, iterations: int = 100, warmup: int = 10) -> BenchReport:
+def bench(runtime, iterations: int = 100, warmup: int = 10, fit_device: str | None = None) -> BenchReport:
+    """`fit_device`: the device spec the measurements calibrate (default: the bundle's target for a
+    TensorRT engine, x86-cpu for ONNX Runtime on the CPU)."""
     m = runtime.manifest
     w = m.window
     samples = w.samples
@@ -185,14 +206,92 @@ def bench(runtime, iterations: int = 100, warmup: int = 10) -> BenchReport:
             piece = audio[0, :, :hop]
             stream_times = time_runs(lambda: streamer.push(piece), warmup, iterations)
     window = LatencyStats.of(times)
+    hop_stats = LatencyStats.of(stream_times) if stream_times else None
     rss, peak = _rss_mb()
+    machine = {"machine": platform.machine(), "processor": platform.processor(), "system": platform.platform()}
+    fit, notes = fit_record(runtime, audio, window, fit_device, min(iterations, 20))
     return BenchReport(
         str(runtime.bundle.root), runtime.session.name, m.precision, window_s, m.label_hop_s, window,
-        LatencyStats.of(stream_times) if stream_times else None,
+        hop_stats,
         1000.0 / window.median_ms, window_s * 1000.0 / window.median_ms, window.median_ms / 1000.0 / window_s,
-        window.median_ms / 1000.0 / m.label_hop_s, rss, peak, _device_memory_mb(), power.summary(),
-        {"machine": platform.machine(), "processor": platform.processor(), "system": platform.platform()},
+        window.median_ms / 1000.0 / m.label_hop_s, rss, peak, _device_memory_mb(), power.summary(), machine,
+        fit, notes, m.stream.state_bytes if m.stream else None,
+        1000.0 * m.stream.lookahead_samples / m.sample_rate + hop_stats.median_ms if hop_stats else None,
     )
+
+
+CPU_DEVICE = "x86-cpu"  # the device spec ONNX Runtime on the CPU calibrates unless told another
+
+
+def fit_record(runtime, audio: np.ndarray, window: LatencyStats, fit_device: str | None,
+               runs: int) -> tuple[dict | None, list[str]]:
+    """The bench's `fit` section, or None and why."""
+    from at2seld_edge.deploy.calibrate import FitRecord, LayerRecord
+    from at2seld_edge.deploy.devices import load_device
+    from at2seld_edge.deploy.latency_model import load_graph
+
+    m = runtime.manifest
+    engine = runtime.backend.startswith("tensorrt")
+    on_cpu = not engine and getattr(runtime.session, "provider", "") == "CPUExecutionProvider"
+    if not engine and not on_cpu:
+        return None, ["no calibration data: the latency model has no executor for ONNX Runtime on CUDA"]
+    device = load_device(fit_device or (m.target if engine else CPU_DEVICE))
+    wanted = "tensorrt" if engine else "onnxruntime"
+    if device.executor() != wanted:
+        raise EdgeError(f"--fit-device {device.name}: its estimate models {device.executor()} layers, this bench ran "
+                        f"{runtime.session.name}", ErrorKind.USAGE)
+    precision = {"best": "int8"}.get(m.precision, m.precision)
+    graph = load_graph(runtime.bundle.path(m.model), samples=audio.shape[-1])
+    layers, measurements, method = (_engine_measurements(runtime, graph, precision, audio, window, runs) if engine
+                                    else _ort_measurements(runtime, graph, precision, audio, runs))
+    record = FitRecord(
+        device=device.name, executor=wanted, precision=precision, method=method,
+        machine=platform.node() or platform.machine(), date=date.today().isoformat(),
+        layers=[LayerRecord.of(layer) for layer in layers], measurements=measurements)
+    return record.model_dump(mode="json"), []
+
+
+def _ort_measurements(runtime, graph, precision: str, audio: np.ndarray, runs: int):
+    """ONNX Runtime's layers, its profiled time per module (kernel + dispatch gap) and the same
+    runs' end-to-end time: one pass, so a shared machine's load is the same in both."""
+    from at2seld_edge.deploy.calibrate import module_measurements
+    from at2seld_edge.deploy.latency_model import graph_layers
+    from at2seld_edge.deploy.profiler import ProfileInput, onnxruntime_latency
+
+    layers = graph_layers(graph, "onnxruntime", precision)
+    with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
+        timing = onnxruntime_latency(ProfileInput(None, runtime.bundle.path(runtime.manifest.model), audio,
+                                                  precision, Path(tmp)), 3, runs)
+    per_module = {m: float(np.median(t)) for m, t in timing.per_module.items() if t}
+    measured = module_measurements(layers, per_module, float(np.median(timing.end_to_end)))
+    return layers, measured, "ONNX Runtime profiling, time per module and end to end"
+
+
+def _engine_measurements(runtime, graph, precision: str, audio: np.ndarray, window: LatencyStats, runs: int):
+    """The engine's own layers (its layers.json, else the graph's TensorRT fusion), TensorRT's
+    layer profiler (each layer's median time) and the bench's end-to-end time (profiling
+    serialises the layers, so the profiled runs' own total would overstate it)."""
+    from at2seld_edge.deploy.calibrate import Measurement
+    from at2seld_edge.deploy.engine import TensorRTRunner
+    from at2seld_edge.deploy.latency_model import engine_layers, graph_layers, read_engine_layers
+
+    bundle, engine = runtime.bundle, runtime.manifest.engine
+    info = bundle.path(engine.layer_info) if engine.layer_info else None
+    layers = (engine_layers(read_engine_layers(info), graph, precision) if info is not None and info.is_file()
+              else graph_layers(graph, "tensorrt", precision))
+    runner = TensorRTRunner(bundle.path(engine.file), layer_profiling=True, builder=engine.builder)
+    per_layer: dict[str, list[float]] = {}
+    for _ in range(runs):
+        runner.layer_times.clear()
+        runner.run(audio)
+        for name, ms in runner.layer_times:
+            per_layer.setdefault(name, []).append(ms)
+    index = {layer.name: k for k, layer in enumerate(layers)}
+    out = [Measurement(label=name[:200], ms=float(np.median(t)), layers=[index[name]], fixed=False)
+           for name, t in per_layer.items() if name in index and np.median(t) > 0]
+    method = "TensorRT layer profiler, time per layer" if out else "end to end only (no layer matched the profiler's)"
+    everything = Measurement(label="end to end", ms=window.median_ms, layers=list(range(len(layers))), fixed=True)
+    return layers, [everything, *out], method
 
 
 def write_bench(report: BenchReport, out_dir: Path) -> list[Path]:

@@ -13,6 +13,7 @@ all before any file is run.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -27,13 +28,14 @@ from at2seld_edge.errors import EdgeError, ErrorKind
 from at2seld_edge.deploy.contract import check_contract
 from at2seld_edge.deploy.trt_check import TensorRTCheck
 from at2seld_edge.io import atomic_write_text, sha256_file
+from at2seld_edge.options import Precision
 
-FORMAT = "at2seld-edge.bundle/1"
+FORMAT = "at2seld-edge.bundle/2"
 MANIFEST = "manifest.json"
-Precision = Literal["fp32", "fp16", "int8", "best"]
 
 
 MAX_MANIFEST_BYTES = 16 << 20
+MAX_STATE_BYTES = 1 << 30  # a stream's state is ~100 kB; this bounds what a manifest makes a runtime allocate
 
 
 class _Strict(BaseModel):
@@ -82,18 +84,51 @@ class Window(_Strict):
         return self
 
 
-class Stream(_Strict):
-    """The two graphs a causal model streams with: the encoders over a window of audio that
-    reaches `context_samples` back and `lookahead_samples` ahead of the new hop, and the track
-    transformer + GRU smoother, fed the new frames with the history of fused frames and the GRU
-    state carried from the last call."""
+class StreamStateSpec(_Strict):
+    """One tensor of stream state: a causal layer's left context (`name`, its module path), fed to
+    the stream graph as `input` and returned for the next hop as `output`, of a fixed shape."""
 
-    encoder: FileName
-    decoder: FileName
-    context_samples: int = Field(ge=0)
-    lookahead_samples: int = Field(ge=0)
+    name: str = Field(min_length=1)
+    input: str = Field(min_length=1)
+    output: str = Field(min_length=1)
+    shape: list[Annotated[int, Field(ge=1)]] = Field(min_length=1)
+    dtype: Literal["float32"] = "float32"
+
+    @property
+    def bytes(self) -> int:
+        return math.prod(self.shape) * 4
+
+
+class Stream(_Strict):
+    """The stream graph of a causal model: one hop of audio (`audio`, 1 x 4 x hop_samples) and
+    every state in, the hop's frames (`sed_logits`, `doa`) and every next state out, all shapes
+    fixed. A stream starts from zeros; each hop's outputs feed the next hop's inputs as `states`
+    pair them. `lookahead_samples` is how long after its hop a frame comes out (0: at once);
+    `context_samples` how far back the encoders reach (held in the state); the track transformer
+    attends to the last `history_frames` frames. `engine`: the stream graph's engine, built with
+    the bundle's engine (same builder, version and GPU)."""
+
+    graph: FileName
     hop_samples: int = Field(gt=0)
-    state_shape: list[Annotated[int, Field(ge=1)]]
+    lookahead_samples: int = Field(ge=0)
+    context_samples: int = Field(ge=0)
+    history_frames: int = Field(ge=1)
+    states: list[StreamStateSpec] = Field(min_length=1)
+    engine: FileName | None = None
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "Stream":
+        names = [n for s in self.states for n in (s.input, s.output)] + ["audio", "sed_logits", "doa"]
+        if len(set(names)) != len(names) or len({s.name for s in self.states}) != len(self.states):
+            raise ValueError("stream: every state needs its own name, input and output, none named audio, "
+                             "sed_logits or doa")
+        if self.state_bytes > MAX_STATE_BYTES:
+            raise ValueError(f"stream: the states hold more than {MAX_STATE_BYTES:,} bytes")
+        return self
+
+    @property
+    def state_bytes(self) -> int:
+        return sum(s.bytes for s in self.states)
 
 
 class Tolerances(_Strict):
@@ -123,7 +158,7 @@ class Engine(_Strict):
 
 
 class BundleManifest(_Strict):
-    format: Literal["at2seld-edge.bundle/1"] = FORMAT
+    format: Literal["at2seld-edge.bundle/2"] = FORMAT
     toolkit_version: str
     created_utc: str
     target: str
@@ -154,7 +189,7 @@ class BundleManifest(_Strict):
     fp16_model: FileName | None = None  # FP16-typed graph for strongly typed builders (TensorRT-RTX)
     tensorrt_check: TensorRTCheck | None = None  # every graph parsed and built where a builder imports
     steps: list[dict] = []
-    files: dict[FileName, FileEntry]
+    files: dict[FileName, FileEntry] = {}  # filled by write_manifest
 
     @model_validator(mode="after")
     def _consistent(self) -> "BundleManifest":
@@ -168,6 +203,8 @@ class BundleManifest(_Strict):
         if any(n % hop for n in (w.samples, w.min_samples, w.max_samples)):
             raise ValueError(f"window lengths {w.min_samples}/{w.samples}/{w.max_samples} are not whole label hops "
                              f"of {hop} samples")
+        if self.stream is not None and self.stream.hop_samples != hop:
+            raise ValueError(f"stream.hop_samples {self.stream.hop_samples} is not the label hop ({hop} samples)")
         if len(self.thresholds) != len(self.class_names):
             raise ValueError(f"{len(self.thresholds)} thresholds for {len(self.class_names)} classes")
         if len(set(self.class_names)) != len(self.class_names):
@@ -183,7 +220,7 @@ class BundleManifest(_Strict):
         names = [self.model, self.golden, self.build_script, self.calibration_cache, self.profile_report,
                  self.fp16_model]
         if self.stream is not None:
-            names += [self.stream.encoder, self.stream.decoder]
+            names += [self.stream.graph, self.stream.engine]
         if self.engine is not None:
             names += [self.engine.file, self.engine.layer_info]
         return [n for n in names if n]
@@ -208,8 +245,10 @@ def file_entries(root: Path) -> dict[str, FileEntry]:
             for rel in bundle_files(root)}
 
 
-def write_manifest(root: Path, manifest: dict) -> BundleManifest:
+def write_manifest(root: Path, manifest: BundleManifest | dict) -> BundleManifest:
     """Hash every file, validate, write manifest.json atomically."""
+    if isinstance(manifest, BundleManifest):
+        manifest = manifest.model_dump(mode="json")
     try:
         m = BundleManifest.model_validate({**manifest, "files": file_entries(root)})
     except ValidationError as e:

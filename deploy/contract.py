@@ -1,6 +1,8 @@
 """Does a bundle's manifest describe its files? The ONNX graph's inputs and outputs (names,
 ranks, element types, static dimensions), Q/DQ nodes exactly when the precision is INT8, graphs
-that hold their own weights, and golden arrays of the shapes the manifest promises. A bundle
+that hold their own weights, a stream graph whose inputs and outputs are exactly the hop of audio,
+the frame and the manifest's states (names, shapes, types, all fixed), and golden arrays of the
+shapes the manifest promises. A bundle
 is untrusted input: these are checked before anything in it runs."""
 
 from __future__ import annotations
@@ -21,9 +23,25 @@ GOLDEN_KEYS = {"audio", "sed_logits", "doa"}
 def check_contract(root: Path, m: "BundleManifest") -> list[str]:
     problems = _graph_problems(root, m.model, m.inputs, m.outputs, m.precision)
     if m.stream is not None:
-        for name in (m.stream.encoder, m.stream.decoder):
-            problems += _graph_problems(root, name, None, None, None)
+        inputs, outputs = stream_io(m)
+        problems += _graph_problems(root, m.stream.graph, inputs, outputs, None, static=True)
     return problems + _golden_problems(root / m.golden, m)
+
+
+def stream_io(m: "BundleManifest") -> tuple[list["TensorSpec"], list["TensorSpec"]]:
+    """What the manifest says the stream graph takes and gives: one hop of audio and every state
+    in; one frame of outputs and every next state out; all shapes fixed."""
+    from at2seld_edge.deploy.bundle import TensorSpec
+
+    s = m.stream
+    tracks, classes = m.outputs[0].shape[2], len(m.class_names)
+    frames = s.hop_samples // m.label_hop_samples
+    inputs = [TensorSpec(name="audio", shape=[1, 4, s.hop_samples], dtype="float32")]
+    outputs = [TensorSpec(name="sed_logits", shape=[1, frames, tracks, classes], dtype="float32"),
+               TensorSpec(name="doa", shape=[1, frames, tracks, classes, 3], dtype="float32")]
+    inputs += [TensorSpec(name=x.input, shape=x.shape, dtype=x.dtype) for x in s.states]
+    outputs += [TensorSpec(name=x.output, shape=x.shape, dtype=x.dtype) for x in s.states]
+    return inputs, outputs
 
 
 def _load_graph(path: Path):
@@ -35,8 +53,9 @@ def _load_graph(path: Path):
         raise ValueError(f"not a readable ONNX model ({type(e).__name__})") from None
 
 
-def _graph_problems(root: Path, name: str, inputs, outputs, precision: str | None) -> list[str]:
-    """`inputs`/`outputs`/`precision` None: only that the graph parses and is self-contained."""
+def _graph_problems(root: Path, name: str, inputs, outputs, precision: str | None, static: bool = False) -> list[str]:
+    """`inputs`/`outputs`/`precision` None: not checked; `static`: every axis of every input and
+    output must be fixed in the graph."""
     import onnx
 
     try:
@@ -49,8 +68,8 @@ def _graph_problems(root: Path, name: str, inputs, outputs, precision: str | Non
     problems = []
     if inputs is not None:
         init = {t.name for t in g.initializer}
-        problems += _io_problems(name, "input", [v for v in g.input if v.name not in init], inputs)
-        problems += _io_problems(name, "output", list(g.output), outputs)
+        problems += _io_problems(name, "input", [v for v in g.input if v.name not in init], inputs, static)
+        problems += _io_problems(name, "output", list(g.output), outputs, static)
     if precision is not None:
         has_qdq = any(n.op_type in QDQ_OPS for n in g.node)
         if precision in ("int8", "best") and not has_qdq:
@@ -61,7 +80,7 @@ def _graph_problems(root: Path, name: str, inputs, outputs, precision: str | Non
     return problems
 
 
-def _io_problems(graph: str, kind: str, values: list, specs: list["TensorSpec"]) -> list[str]:
+def _io_problems(graph: str, kind: str, values: list, specs: list["TensorSpec"], static: bool = False) -> list[str]:
     got = [v.name for v in values]
     want = [s.name for s in specs]
     if got != want:
@@ -76,7 +95,9 @@ def _io_problems(graph: str, kind: str, values: list, specs: list["TensorSpec"])
             problems.append(f"{graph}: {kind} {v.name} has rank {len(dims)}, the manifest says {len(spec.shape)}")
             continue
         for i, (d, s) in enumerate(zip(dims, spec.shape)):
-            if d is not None and (isinstance(s, str) or d != s):
+            if d is None and static:
+                problems.append(f"{graph}: {kind} {v.name} axis {i} is dynamic in the graph, {s!r} in the manifest")
+            elif d is not None and (isinstance(s, str) or d != s):
                 problems.append(f"{graph}: {kind} {v.name} axis {i} is {d} in the graph, {s!r} in the manifest")
     return problems
 

@@ -1,21 +1,28 @@
-"""Target devices: the figures a roofline estimate and a deployment decision need.
+"""Target devices: the figures a roofline, a latency estimate and a deployment decision need.
 
 Throughput is the GPU's (or CPU's) peak at its maximum clock, dense unless a key says `sparse`;
 a power mode that names a lower GPU clock scales it. DLA figures are listed for users who place
-layers on the DLA; the profiler's roofline uses the GPU.
+layers on the DLA; the profiler's roofline uses the GPU. The `estimate` section holds the latency
+model's constants (deploy/latency_model.py) with their provenance; a device file without one
+takes its kind's defaults below.
+
+A device file in the user's folder (`user_device_dir()`, written by `edge devices calibrate`)
+overrides the shipped file of the same name.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from at2seld_edge.deploy.specs import load_named_yaml, shipped_names
 from at2seld_edge.errors import EdgeError
 
 PACKAGE = "at2seld_edge.devices"
+USER_DIR_ENV = "AT2SELD_EDGE_DEVICES"  # overrides the user-level device folder (tests, shared setups)
 FAMILIES = {"jetson-orin": "jetson-orin-nano-8gb"}  # family name -> its smallest common module
 Precision = Literal["fp32", "fp16", "int8"]
 
@@ -30,6 +37,7 @@ class GpuSpec(_Strict):
     cuda_cores: int = Field(gt=0)
     tensor_cores: int = Field(ge=0)
     max_clock_mhz: float = Field(gt=0)
+    match: list[str] = []  # substrings of the CUDA device name that mean "this is the target" (e.g. H100)
 
 
 class CpuSpec(_Strict):
@@ -72,6 +80,32 @@ class JetPackRelease(_Strict):
     cuda: str
 
 
+class EstimateSpec(_Strict):
+    """The latency model's constants: a layer costs max(2 * MACs / (peak * compute_efficiency),
+    bytes / (bandwidth * memory_efficiency), per_layer_us); an inference adds per_inference_us."""
+
+    per_layer_us: float = Field(gt=0, le=10_000)  # a layer's floor: launch, ramp and tail of a small kernel
+    per_inference_us: float = Field(ge=0, le=1_000_000)  # enqueue, copies in and out, synchronisation
+    compute_efficiency: float = Field(gt=0, le=1)  # fraction of peak MACs a batch-1 layer reaches
+    memory_efficiency: float = Field(gt=0, le=8)  # fraction of the file's DRAM bandwidth (> 1: data stays in cache)
+    executor: Literal["tensorrt", "onnxruntime"] | None = None  # None: TensorRT on a GPU, ONNX Runtime on a CPU
+    source: str = Field(min_length=1)  # provenance: a published benchmark and the derivation, or the fit
+
+
+# A device file without an `estimate` section takes its kind's: a GPU the constants fitted on
+# issue 13's H100 table (devices/nvidia-h100.yaml), a Jetson those derived for the Orin Nano
+# (devices/jetson-orin-nano-8gb.yaml), a CPU those fitted on this toolkit's CI machine
+# (devices/x86-cpu.yaml). Each file's comment gives the derivation.
+KIND_DEFAULTS = {
+    "gpu": EstimateSpec(per_layer_us=11.5, per_inference_us=50.0, compute_efficiency=0.4, memory_efficiency=0.7,
+                        source="default for discrete GPUs: devices/nvidia-h100.yaml's, fitted on issue 13's H100 table"),
+    "jetson": EstimateSpec(per_layer_us=20.0, per_inference_us=150.0, compute_efficiency=0.4, memory_efficiency=0.7,
+                           source="default for Jetson modules: devices/jetson-orin-nano-8gb.yaml's derivation"),
+    "cpu": EstimateSpec(per_layer_us=9.3, per_inference_us=17.0, compute_efficiency=0.97, memory_efficiency=0.98,
+                        source="default for CPUs: devices/x86-cpu.yaml's, fitted on the CI machine kind"),
+}
+
+
 class DeviceSpec(_Strict):
     name: str
     family: str
@@ -84,6 +118,23 @@ class DeviceSpec(_Strict):
     memory: MemorySpec
     power_modes: list[PowerMode] = []
     jetpack: list[JetPackRelease] = []
+    estimate: EstimateSpec | None = None
+    _origin: str = PrivateAttr("")
+
+    @property
+    def origin(self) -> str:
+        """The file this spec was read from: shipped, a user override, or a path."""
+        return self._origin or f"device {self.name}"
+
+    def estimate_constants(self) -> EstimateSpec:
+        return self.estimate or KIND_DEFAULTS[self.kind]
+
+    def executor(self) -> str:
+        return self.estimate_constants().executor or ("onnxruntime" if self.kind == "cpu" else "tensorrt")
+
+    def clock_ratio(self, power_mode: str | None = None) -> float:
+        """How much slower than at its maximum clock this power mode runs a clock-bound kernel."""
+        return self.peak_ops_per_s("fp32") / self.peak_ops_per_s("fp32", power_mode)
 
     @model_validator(mode="after")
     def _processor(self) -> "DeviceSpec":
@@ -122,6 +173,30 @@ def device_names() -> list[str]:
     return shipped_names(PACKAGE)
 
 
+def user_device_dir() -> Path:
+    """Where `edge devices calibrate` writes: $AT2SELD_EDGE_DEVICES, else
+    $XDG_CONFIG_HOME/at2seld-edge/devices, else ~/.config/at2seld-edge/devices."""
+    if os.environ.get(USER_DIR_ENV):
+        return Path(os.environ[USER_DIR_ENV])
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "at2seld-edge" / "devices"
+
+
+def user_device_names() -> list[str]:
+    root = user_device_dir()
+    return sorted(p.stem for p in root.glob("*.yaml")) if root.is_dir() else []
+
+
 def load_device(name_or_path: str | Path) -> DeviceSpec:
-    """A shipped device name, a family name (`jetson-orin`) or a path to a device YAML."""
-    return load_named_yaml(name_or_path, PACKAGE, DeviceSpec, "device", FAMILIES)
+    """A device name (the user's override first, then the shipped file), a family name
+    (`jetson-orin`) or a path to a device YAML; `origin` says which file it was."""
+    name = FAMILIES.get(str(name_or_path), str(name_or_path))
+    user = user_device_dir() / f"{name}.yaml"
+    if "/" not in name and not name.endswith((".yaml", ".yml")) and user.is_file():
+        spec, origin = load_named_yaml(user, PACKAGE, DeviceSpec, "device"), f"user override {user}"
+    elif name in device_names() and not Path(name).exists():
+        spec, origin = load_named_yaml(name, PACKAGE, DeviceSpec, "device"), f"shipped devices/{name}.yaml"
+    else:
+        spec, origin = load_named_yaml(name_or_path, PACKAGE, DeviceSpec, "device", FAMILIES), f"file {name_or_path}"
+    spec._origin = origin
+    return spec

@@ -14,10 +14,10 @@ from pydantic import Field, model_validator
 from at2seld_edge.checkpoint import load_model, provenance
 from at2seld_edge.errors import EdgeError, ErrorKind
 from at2seld_edge.io import check_output_dir
-from at2seld_edge.options import ProfilePrecision, StageOptions
+from at2seld_edge.options import ExecutionDevice, ProfilePrecision, StageOptions
 from at2seld_edge.deploy.budgets import Budget, load_budget
 from at2seld_edge.deploy.devices import DeviceSpec, load_device
-from at2seld_edge.deploy.profiler import LATENCY_BACKENDS, Profile, onnx_graph_costs, profile
+from at2seld_edge.deploy.profiler import LATENCY_BACKENDS, Execution, Profile, onnx_graph_costs, profile
 from at2seld_edge.deploy.report import Check, check_budget, violation_error, write_report
 
 ASSUMED_SAMPLE_RATE = 24000  # a bare ONNX file says nothing of its audio
@@ -34,6 +34,8 @@ class ProfileRequest(StageOptions):
     iterations: int = Field(30, ge=2)
     warmup: int = Field(5, ge=0)
     out: Path | None = None  # None: reports/profile-SOURCE-DEVICE-PRECISION
+    device: ExecutionDevice = "cpu"  # where torch or onnxruntime run (auto: cuda where there is one)
+    cuda_graphs: bool = False  # torch on cuda: replay CUDA graphs, as a deployed engine does
 
     @model_validator(mode="after")
     def _one_source(self) -> "ProfileRequest":
@@ -41,7 +43,20 @@ class ProfileRequest(StageOptions):
             raise ValueError("give one of --config, --checkpoint, --onnx")
         if self.onnx is not None and self.backend == "torch":
             raise ValueError("--backend torch profiles a PyTorch model; an --onnx file runs in onnxruntime or tensorrt")
+        if self.cuda_graphs and (self.backend not in (None, "torch") or self.device == "cpu"):
+            raise ValueError("--cuda-graphs replays CUDA graphs of the PyTorch model: it needs --backend torch "
+                             "--device cuda")
         return self
+
+    def execution(self) -> Execution:
+        device = self.device
+        if device == "auto":
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if self.cuda_graphs and device == "cpu":
+            raise EdgeError("--cuda-graphs: --device auto found no CUDA GPU here", ErrorKind.USAGE)
+        return Execution(device, self.cuda_graphs)
 
 
 @dataclass
@@ -73,7 +88,7 @@ def run_profile(req: ProfileRequest, status: Callable[[str], None] = lambda m: N
     power_mode, notes = bud.power_mode, []
     if power_mode is not None and power_mode not in {m.name for m in device.power_modes}:
         notes.append(f"budget {bud.name} names power mode {power_mode}, which {device.name} does not have: "
-                     "the roofline uses its maximum clocks")
+                     "the roofline and the estimate use its maximum clocks")
         power_mode = None
     with tempfile.TemporaryDirectory(prefix="edge-profile-") as tmp:
         src = _resolve_source(req, backend, bud.window_s, Path(tmp), status)
@@ -82,7 +97,7 @@ def run_profile(req: ProfileRequest, status: Callable[[str], None] = lambda m: N
         status(f"profiling on {backend} ({req.warmup} warm-up + {req.iterations} timed runs) ...")
         prof = profile(src.model, src.onnx_path, device, req.precision, backend, src.window_s, power_mode,
                        req.warmup, req.iterations, str(req.onnx or req.checkpoint or req.config or src.name),
-                       onnx_costs=src.onnx_costs)
+                       onnx_costs=src.onnx_costs, execution=req.execution())
     prof.notes += notes + src.notes
     if abs(src.window_s - bud.window_s) > 1e-9:
         prof.notes.append(f"profiled at {src.window_s:g} s (the graph's static input); budget {bud.name} is written "

@@ -6,10 +6,11 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from at2seld_edge.plots import pyplot, save_figure
 from at2seld_edge.deploy.budgets import Budget, Limits
 from at2seld_edge.deploy.profiler import ModuleProfile, Profile
 from at2seld_edge.errors import EdgeError, ErrorKind
-from at2seld_edge.io import atomic_path, atomic_write_text, markdown_table
+from at2seld_edge.io import atomic_write_text, markdown_table
 
 MB = 1e6
 
@@ -77,19 +78,44 @@ def _fmt(x: float | None, spec: str) -> str:
 
 
 def module_rows(profile: Profile) -> list[list[str]]:
+    """One row per module and the total, in `module_header(profile)`'s columns."""
+    kernels = profile.total.kernels is not None
     rows = []
     for m in [*profile.modules, profile.total]:
         lat = m.latency
         rows.append([
             m.module, f"{m.params:,}", f"{m.macs_per_second / 1e6:,.1f}", f"{m.weight_bytes / MB:.2f}",
             _fmt(None if m.peak_activation_bytes is None else m.peak_activation_bytes / MB, ".2f"),
+            _fmt(m.layers, "d"), *([_fmt(m.kernels, "d")] if kernels else []),
             _fmt(lat.median_ms if lat else None, ".2f"), _fmt(lat.p95_ms if lat else None, ".2f"),
-            _fmt(m.roofline_ms, ".3f") + (f" ({m.roofline_bound})" if m.roofline_bound else ""),
+            _fmt(m.roofline_ms, ".4f") + (f" ({m.roofline_bound})" if m.roofline_bound else ""),
+            _fmt(m.estimate_ms, ".3f"),
         ])
     return rows
 
 
-MODULE_HEADER = ["module", "params", "MMACs/s", "weights MB", "peak act. MB", "median ms", "p95 ms", "roofline ms"]
+def module_header(profile: Profile) -> list[str]:
+    where = "target" if profile.latency_checked == "measured" else "here"
+    return ["module", "params", "MMACs/s", "weights MB", "peak act. MB", "layers",
+            *(["CUDA kernels"] if profile.total.kernels is not None else []),
+            f"measured median ms ({where})", "p95 ms", "roofline ms (bound)", "estimate ms"]
+
+
+def measured_where(profile: Profile) -> str:
+    return "this machine's CPU" if profile.measured_on == "cpu" else profile.measured_on
+
+
+def latency_basis(profile: Profile) -> str:
+    """The sentence a report gives on which latency the budget saw."""
+    where = measured_where(profile)
+    if profile.latency_checked == "measured":
+        return f"the {profile.backend} measurement on {where}, the target"
+    est = profile.estimate or {}
+    return (f"the estimate for {profile.target} ({est.get('executor', '?')} layers, constants from "
+            f"{est.get('origin', '?')}); the roofline is a lower bound, and the measurement ran on {where}, not the "
+            "target")
+
+
 CHECK_HEADER = ["scope", "limit", "value", "budget", "result"]
 
 
@@ -107,10 +133,15 @@ def write_report(profile: Profile, budget: Budget, checks: list[Check], out_dir:
         f"({profile.residue_ms / e2e.median_ms:+.1%} of {e2e.median_ms:.2f} ms).")
     md = "\n\n".join([
         f"# Profile: {profile.config_name or profile.source} on {profile.target} against {budget.name}",
-        f"Precision {profile.precision}; backend {profile.backend}; one inference over {profile.window_s:g} s of audio "
-        f"(re-run every {budget.hop_s:g} s hop); power mode {profile.power_mode or 'maximum clocks'}. "
-        f"Latency checked: **{profile.latency_checked}**. Budget: **{'PASS' if passed else 'FAIL'}**.",
-        markdown_table(MODULE_HEADER, module_rows(profile)),
+        f"Precision {profile.precision}; backend {profile.backend} on {measured_where(profile)}; one inference over "
+        f"{profile.window_s:g} s of audio (re-run every {budget.hop_s:g} s hop); power mode "
+        f"{profile.power_mode or 'maximum clocks'}. Latency checked: **{profile.latency_checked}** "
+        f"({latency_basis(profile)}). Budget: **{'PASS' if passed else 'FAIL'}**.",
+        f"Three latency figures per module: the roofline max(2 MACs / peak, bytes / bandwidth) on the target, a bound "
+        f"that at batch 1 sits far below what runs; the estimate (the layers the target's engine runs, each at least "
+        f"the device's per-layer floor, plus a fixed cost per inference); and the measurement ({profile.backend} on "
+        f"{measured_where(profile)}).",
+        markdown_table(module_header(profile), module_rows(profile)),
         residue,
         "## Budget " + budget.name,
         markdown_table(CHECK_HEADER, check_rows(checks)),
@@ -128,10 +159,7 @@ def write_report(profile: Profile, budget: Budget, checks: list[Check], out_dir:
 
 
 def _plot(profile: Profile, budget: Budget, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     names = [m.module for m in profile.modules]
     lat = [profile.checked_latency_ms(m) or 0.0 for m in profile.modules]
@@ -140,11 +168,15 @@ def _plot(profile: Profile, budget: Budget, path: Path) -> None:
     mem_lim = [budget.module_limits(n).peak_memory_mb for n in names]
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(names) + 1.8))
     for ax, values, limits, title in (
-        (axes[0], lat, lat_lim, f"latency per {profile.window_s:g} s window, ms ({profile.latency_checked})"),
+        (axes[0], lat, lat_lim, f"latency per {profile.window_s:g} s window, ms ({profile.latency_checked}; "
+                                "grey tick: roofline)"),
         (axes[1], mem, mem_lim, f"weights + peak activations, MB ({profile.precision})"),
     ):
         colors = ["tab:red" if lim is not None and v > lim else "tab:blue" for v, lim in zip(values, limits)]
         ax.barh(names, values, color=colors)
+        if ax is axes[0]:
+            roof = [m.roofline_ms or 0.0 for m in profile.modules]
+            ax.scatter(roof, range(len(names)), marker="|", s=200, color="grey", zorder=3)
         for i, lim in enumerate(limits):
             if lim is not None:
                 ax.plot([lim, lim], [i - 0.4, i + 0.4], color="black", linewidth=2)
@@ -154,6 +186,4 @@ def _plot(profile: Profile, budget: Budget, path: Path) -> None:
     fig.suptitle(f"{profile.config_name or profile.source} on {profile.target} vs {budget.name} "
                  "(black: module limit, red: over)", fontsize=11)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -13,7 +13,8 @@ from at2seld_edge.data.formats import xyz_to_sph
 from at2seld_edge.errors import EdgeError
 from at2seld_edge.evaluation.decode import decode, write_output_csv
 from at2seld_edge.evaluation.metrics import Frames
-from at2seld_edge.io import atomic_path, check_output_file
+from at2seld_edge.io import check_output_file
+from at2seld_edge.plots import pyplot, save_figure
 from at2seld_edge.data.spec import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from at2seld_edge.deploy.runtime import describe_non_finite, non_finite
 
@@ -108,10 +109,7 @@ def stream_through(runtime, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def plot_events(frames: Frames, n_frames: int, hop_s: float, classes: list[str], path: Path, title: str) -> None:
     """Class activity over time and azimuth over time, one colour per class."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, (ax_c, ax_a) = plt.subplots(2, 1, figsize=(11, 6), sharex=True)
     cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
@@ -133,6 +131,4 @@ def plot_events(frames: Frames, n_frames: int, hop_s: float, classes: list[str],
     if frames:
         ax_a.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, markerscale=2, frameon=False)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)

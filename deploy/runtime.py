@@ -15,6 +15,7 @@ import numpy as np
 
 from at2seld_edge.errors import EdgeError, ErrorKind
 from at2seld_edge.evaluation.decode import sigmoid
+from at2seld_edge.onnx_session import ort_session
 from at2seld_edge.registry import Registry
 from at2seld_edge.deploy.bundle import Bundle, load_bundle
 from at2seld_edge.deploy.engine import check_engine_compatible, engine_backend, engine_runner
@@ -35,19 +36,10 @@ class OnnxRuntimeSession:
     `device` allows, else CPU."""
 
     def __init__(self, bundle: Bundle, graph: str, device: str = "auto", threads: int = 0):
-        import onnxruntime as ort
-
-        available = ort.get_available_providers()
-        if device == "cuda" and "CUDAExecutionProvider" not in available:
-            raise EdgeError("--device cuda: this onnxruntime has no CUDA provider (install onnxruntime-gpu)", ErrorKind.USAGE)
-        providers = ["CPUExecutionProvider"]
-        if device in ("auto", "cuda") and "CUDAExecutionProvider" in available:
-            providers.insert(0, "CUDAExecutionProvider")
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        if threads:
-            so.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(bundle.path(graph)), so, providers=providers)
+        stream = bundle.manifest.stream
+        if not threads and stream is not None and graph == stream.graph:
+            threads = 1  # one hop is too little work to split: ONNX Runtime's thread hand-offs would cost more
+        self.session = ort_session(bundle.path(graph), device, threads=threads)
         self.provider = self.session.get_providers()[0]
         self.name = f"onnxruntime ({self.provider})"
         self.output_names = [o.name for o in self.session.get_outputs()]
@@ -56,11 +48,26 @@ class OnnxRuntimeSession:
         return dict(zip(self.output_names, self.session.run(self.output_names, feeds)))
 
 
+def stream_engine_session(bundle: Bundle, builder: str) -> GraphSession:
+    """The stream graph's engine, built beside the bundle's engine (so the same compatibility
+    record holds for it)."""
+    from at2seld_edge.deploy.engine import TensorRTRunner
+
+    m = bundle.manifest
+    if m.stream.engine is None or m.engine is None or m.engine.builder != builder:
+        raise EdgeError(f"{bundle.root}: no {builder} engine for the stream graph {m.stream.graph} in this bundle: "
+                        f"run `edge build` for the device, or use --backend onnxruntime", ErrorKind.USAGE)
+    check_engine_compatible(m.engine, bundle.root)
+    return TensorRTRunner(bundle.path(m.stream.engine), builder=builder)
+
+
 @RUNTIMES.register("tensorrt")
 def tensorrt_session(bundle: Bundle, graph: str, device: str = "auto") -> GraphSession:
     from at2seld_edge.deploy.engine import TensorRTRunner
 
     engine = bundle.manifest.engine
+    if bundle.manifest.stream is not None and graph == bundle.manifest.stream.graph:
+        return stream_engine_session(bundle, "tensorrt")
     if engine is None or graph != bundle.manifest.model:
         raise EdgeError(f"{bundle.root}: no TensorRT engine for {graph} in this bundle (built where TensorRT was "
                         "absent): run `edge build` on the device, or use --backend onnxruntime", ErrorKind.USAGE)
@@ -70,6 +77,8 @@ def tensorrt_session(bundle: Bundle, graph: str, device: str = "auto") -> GraphS
 
 @RUNTIMES.register("tensorrt-rtx")
 def tensorrt_rtx_session(bundle: Bundle, graph: str, device: str = "auto") -> GraphSession:
+    if bundle.manifest.stream is not None and graph == bundle.manifest.stream.graph:
+        return stream_engine_session(bundle, "tensorrt-rtx")
     return engine_runner(bundle, graph, "tensorrt-rtx")
 
 
@@ -147,8 +156,9 @@ class SeldRuntime:
 
     def stream(self) -> "Streamer":
         if self.manifest.stream is None:
-            raise EdgeError(f"{self.bundle.root}: this model is not causal (bidirectional smoother), so it does not "
-                            "stream; build a causal config (smoother.causal: true)", ErrorKind.USAGE)
+            raise EdgeError(f"{self.bundle.root}: this model is not causal, so it does not stream; build a streaming "
+                            "bundle: `edge build --streaming` (the embedded causal default) or a causal checkpoint "
+                            "(smoother.causal: true)", ErrorKind.USAGE)
         return Streamer(self)
 
 
@@ -171,53 +181,50 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 class Streamer:
-    """Feed audio in any pieces; get each label frame's SED probabilities and DOA as soon as the
-    encoders' lookahead allows. The encoders see `context_samples` of past audio and
-    `lookahead_samples` of future audio around each new hop; the track transformer sees the fused
-    history and the GRU smoother carries its state, so the frames equal a whole-clip inference."""
+    """Feed audio in pieces of any size; get each label frame's SED probabilities and DOA as soon
+    as its hop of audio is in (causal models need no lookahead). Each hop runs the bundle's stream
+    graph once: the hop's audio and the state in, the frame and the next state out. The state is
+    every causal layer's left context, of fixed size (the manifest's `stream.states`), and the
+    only audio held is one partial hop, so memory stays flat however long the stream; a stream
+    equals a whole-clip inference of the same model."""
 
     def __init__(self, rt: SeldRuntime):
         s = rt.manifest.stream
         self.rt, self.spec = rt, s
-        self.encoder, self.decoder = rt._make(s.encoder), rt._make(s.decoder)
-        self.hop = rt.hop
-        self.audio = np.zeros((4, 0), np.float32)  # from self.offset on
-        self.offset = 0  # absolute sample index of self.audio[:, 0]
-        self.next_frame = 0  # first label frame not yet emitted
-        self.history = None  # fused frames so far (1, T, d)
-        self.state = np.zeros(s.state_shape, np.float32)
+        self.session = rt._make(s.graph)
+        self.hop = s.hop_samples
+        self.pending = np.zeros((1, 4, self.hop), np.float32)  # the partial hop
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new stream: zero state, nothing pending."""
+        self.feeds = {"audio": self.pending, **{x.input: np.zeros(x.shape, np.float32) for x in self.spec.states}}
+        self.filled = 0
 
     def push(self, audio: np.ndarray, final: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """Append audio (4, n); return the frames it completes (T_new, N, C), (T_new, N, C, 3).
-        `final` marks the end of the stream: the last whole frames are emitted without lookahead."""
+        """Append audio (4, n); return the frames it completes, (T_new, N, C) probabilities and
+        (T_new, N, C, 3) DOA. `final` ends the stream: a partial last hop is dropped (not a whole
+        label frame, as in `predict`) and the streamer starts afresh."""
         audio = self.rt.check_audio(audio, "stream")
-        self.audio = np.concatenate([self.audio, audio], axis=1)
-        end = self.offset + self.audio.shape[1]  # samples received
-        total_frames = end // self.hop
+        n = audio.shape[1]
+        frames = (self.filled + n) // self.hop
+        probs = np.empty((frames, self.rt.n_tracks, self.rt.n_classes), np.float32)
+        doa = np.empty((frames, self.rt.n_tracks, self.rt.n_classes, 3), np.float32)
+        pos = 0
+        for k in range(frames):
+            take = self.hop - self.filled
+            self.pending[0, :, self.filled:] = audio[:, pos: pos + take]
+            pos += take
+            self.filled = 0
+            probs[k], doa[k] = self._hop()
+        self.pending[0, :, self.filled: self.filled + n - pos] = audio[:, pos:]
+        self.filled += n - pos
         if final:
-            ready = total_frames
-        else:
-            ready = max(0, (end - self.spec.lookahead_samples) // self.hop)
-        if ready <= self.next_frame:
-            return self._empty()
-        f0, f1 = self.next_frame, ready
-        start = max(0, f0 * self.hop - self.spec.context_samples)
-        stop = min(end, f1 * self.hop + self.spec.lookahead_samples)
-        stop -= (stop - start) % self.hop
-        window = self.audio[:, start - self.offset: stop - self.offset]
-        fused = self.encoder.run({"audio": window[None]})["fused"]
-        first = f0 - start // self.hop
-        new = fused[:, first: first + (f1 - f0)]
-        self.history = new if self.history is None else np.concatenate([self.history, new], axis=1)
-        out = self.decoder.run({"fused": self.history, "new_frames": np.array(f1 - f0, np.int64),
-                                "state_in": self.state})
-        self.state = out["state_out"]
-        self.next_frame = f1
-        keep_from = max(0, f1 * self.hop - self.spec.context_samples)  # drop audio no window needs again
-        self.audio = self.audio[:, keep_from - self.offset:]
-        self.offset = keep_from
-        return _sigmoid(out["sed_logits"][0]), out["doa"][0]
+            self.reset()
+        return probs, doa
 
-    def _empty(self):
-        n, c = self.rt.n_tracks, self.rt.n_classes
-        return np.zeros((0, n, c), np.float32), np.zeros((0, n, c, 3), np.float32)
+    def _hop(self) -> tuple[np.ndarray, np.ndarray]:
+        out = self.session.run(self.feeds)
+        for x in self.spec.states:
+            self.feeds[x.input] = out[x.output]
+        return _sigmoid(out["sed_logits"][0, 0]), out["doa"][0, 0]

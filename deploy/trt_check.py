@@ -3,11 +3,11 @@
 Wherever a TensorRT-family builder imports (TensorRT-RTX installs from PyPI and builds without a
 GPU, so CI has one), every graph of the bundle is parsed by NVIDIA's ONNX parser and built for
 the bundle's optimization profile: the model graph, the FP32 graph an INT8 bundle also carries,
-the FP16 graph and the streaming graphs. The result (builder, version, parse errors named by ONNX
+the FP16 graph and the stream graph. The result (builder, version, parse errors named by ONNX
 node and module, network layers per module and type, build time) goes into the manifest and
 `lint.md`; a graph the parser rejects fails the build, like a lint error. For a target whose
 compute capability TensorRT-RTX builds for (RTX-class GPUs, A100), the model graph's engine is
-kept as the bundle's `model.engine`.
+kept as the bundle's `model.engine` (and the stream graph's as `stream.engine`).
 
 TensorRT-RTX networks are strongly typed: precision comes from the graph's types, so FP16 needs
 an FP16-typed graph. `write_fp16_graph` converts the FP32 graph with ONNX Runtime's float16
@@ -29,7 +29,7 @@ from at2seld_edge.io import atomic_path, atomic_write_text, markdown_table
 from at2seld_edge.model import OUTPUT_NAMES
 from at2seld_edge.onnx_export import simplify_graph
 from at2seld_edge.deploy.devices import DeviceSpec
-from at2seld_edge.deploy.engine import (EngineRequest, ParsedNetwork, ProfileRange, audio_profile,
+from at2seld_edge.deploy.engine import (EngineRequest, ProfileRange, audio_profile,
                                         available_builders, build_network, gpu_info, parse_onnx,
                                         rtx_compute_capabilities, tensorrt_module)
 from at2seld_edge.deploy.verify import TOLERANCES, VerifyReport, compare, read_golden
@@ -37,6 +37,7 @@ from at2seld_edge.deploy.verify import TOLERANCES, VerifyReport, compare, read_g
 FP16_GRAPH = "model.fp16.onnx"
 FP16_PRECISIONS = ("fp16",)  # bundles that carry the FP16-typed graph
 ENGINE_FILE = "model.engine"
+STREAM_ENGINE, STREAM_ROLE = "stream.engine", "stream"
 RTX = "tensorrt-rtx"
 Step = Callable[..., object]
 
@@ -49,7 +50,7 @@ class GraphCheck(_Strict):
     """One graph through the parser and the builder."""
 
     file: str
-    role: str  # model, fp32, fp16, stream encoder, stream decoder
+    role: str  # engine graph, model, fp32, fp16, stream
     parsed: bool
     errors: list[str] = []
     layers: int = 0
@@ -123,12 +124,10 @@ def convert_fp16(src: Path, dst: Path) -> Path:
 def verify_graph(root: Path, graph: str, manifest: dict, precision: str) -> VerifyReport:
     """ONNX Runtime (CPU) on one graph of the bundle against its golden outputs, under
     `precision`'s tolerances."""
-    import onnxruntime as ort
+    from at2seld_edge.onnx_session import ort_session
 
     golden = read_golden(root / manifest["golden"])
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    session = ort.InferenceSession(str(root / graph), so, providers=["CPUExecutionProvider"])
+    session = ort_session(root / graph)
     thresholds = np.asarray(manifest["thresholds"], np.float32)
     tol = TOLERANCES[precision]
     rows = []
@@ -163,7 +162,7 @@ def bundle_graphs(manifest: dict) -> list[tuple[str, str]]:
             graphs.append((file, role))
     stream = manifest.get("stream")
     if stream:
-        graphs += [(stream["encoder"], "stream encoder"), (stream["decoder"], "stream decoder")]
+        graphs.append((stream["graph"], STREAM_ROLE))
     return graphs
 
 
@@ -175,26 +174,13 @@ def engine_graph(manifest: dict) -> str:
     return manifest["model"]
 
 
-def graph_profile(parsed: ParsedNetwork, role: str, manifest: dict) -> dict[str, ProfileRange]:
-    """The optimization profile of a bundle graph: the bundle's window for the model graphs; for
-    the streaming graphs, windows of one hop up to the longest window plus the encoders' context,
-    and histories up to that many frames."""
-    w, hop = manifest["window"], manifest["label_hop_samples"]
-    if not role.startswith("stream"):
-        return audio_profile(w["samples"], w["max_samples"], min_samples=w["min_samples"])
-    s = manifest["stream"]
-    margin = s["context_samples"] + s["lookahead_samples"]
-    frames = w["max_samples"] // hop
-    profile = {}
-    for i in parsed.inputs:
-        if i.shape_tensor:  # the decoder's `new_frames`
-            profile[i.name] = ProfileRange((1,), (1,), (frames,), values=True)
-        elif i.name == "audio":
-            profile[i.name] = ProfileRange((1, 4, hop), (1, 4, margin + hop), (1, 4, margin + w["max_samples"]))
-        elif any(d < 0 for d in i.shape):  # the decoder's fused history (1, T, d)
-            shape = lambda t: tuple(t if d < 0 else d for d in i.shape)  # noqa: E731
-            profile[i.name] = ProfileRange(shape(1), shape(min(frames, 10)), shape(frames))
-    return profile
+def graph_profile(role: str, manifest: dict) -> dict[str, ProfileRange]:
+    """The optimization profile of a bundle graph: the bundle's window for the model graphs; none
+    for the stream graph (every shape fixed)."""
+    if role == STREAM_ROLE:
+        return {}
+    w = manifest["window"]
+    return audio_profile(w["samples"], w["max_samples"], min_samples=w["min_samples"])
 
 
 def rtx_target(device: DeviceSpec) -> str | None:
@@ -213,7 +199,7 @@ def _check_graph(work: Path, file: str, role: str, manifest: dict, builder: str,
                        layers=parsed.layers, layers_by_module=parsed.by_module, layers_by_type=parsed.by_type)
     if not parsed.ok:
         return check, None
-    request.profile = graph_profile(parsed, role, manifest)
+    request.profile = graph_profile(role, manifest)
     try:
         built = build_network(parsed, request)
     except EdgeError as e:
@@ -226,8 +212,10 @@ def _check_graph(work: Path, file: str, role: str, manifest: dict, builder: str,
 def check_bundle_graphs(work: Path, manifest: dict, device: DeviceSpec, builder: str = RTX,
                         workspace_bytes: int = 1 << 30) -> tuple[TensorRTCheck, dict | None]:
     """Parse and build every graph of the bundle in `work`; for a TensorRT-RTX target, keep the
-    engine graph's engine as `model.engine` and return its manifest entry too. A graph that
-    builds nowhere (e.g. the stream decoder's shape-tensor input) is recorded, not raised."""
+    engine graph's engine as `model.engine` and return its manifest entry too. The stream graph's
+    engine is kept as `stream.engine` (and named in the manifest's stream entry) for a TensorRT-RTX
+    target and wherever TensorRT itself builds (on the device, beside the build's own engine).
+    A graph that does not build is recorded, not raised."""
     target = rtx_target(device) if builder == RTX else None
     ccs = [target] if target else []
     check = TensorRTCheck(builder=builder, version=tensorrt_module(builder).__version__, compute_capabilities=ccs,
@@ -242,6 +230,10 @@ def check_bundle_graphs(work: Path, manifest: dict, device: DeviceSpec, builder:
                 tmp.write_bytes(data)
             engine = {"file": ENGINE_FILE, "builder": builder, "tensorrt_version": check.version,
                       "gpu_name": device.description, "compute_capability": target, "compute_capabilities": ccs}
+        if role == STREAM_ROLE and data is not None and (target or builder == "tensorrt"):
+            with atomic_path(work / STREAM_ENGINE) as tmp:
+                tmp.write_bytes(data)
+            manifest["stream"]["engine"] = STREAM_ENGINE
     return check, engine
 
 
@@ -262,7 +254,7 @@ def tensorrt_steps(work: Path, manifest: dict, device: DeviceSpec, step: Step,
     where a TensorRT-family builder imports, the parse-and-build check of every graph (TensorRT-RTX
     first: it builds without a GPU). Records both in `manifest` (with the engine of a TensorRT-RTX
     target, unless not `keep_engine`) and appends the check to lint.md; raises when the parser
-    rejects a graph or the engine graph does not build."""
+    rejects a graph or the engine graph or the stream graph does not build."""
     if manifest["precision"] in FP16_PRECISIONS:
         step("fp16 graph", lambda: write_fp16_graph(work, manifest),
              lambda r: f"{FP16_GRAPH} (ONNX Runtime's float16 converter, I/O FP32) vs golden: PASS "
@@ -277,11 +269,13 @@ def tensorrt_steps(work: Path, manifest: dict, device: DeviceSpec, step: Step,
         manifest["engine"] = engine
     elif engine is not None:
         (work / ENGINE_FILE).unlink()
+    if not keep_engine and (manifest.get("stream") or {}).get("engine"):
+        (work / manifest["stream"].pop("engine")).unlink()
     lint_md = work / "lint.md"
     atomic_write_text(lint_md, (lint_md.read_text() if lint_md.is_file() else "") + "\n" + check.markdown())
     check.raise_on_rejected()
-    first = check.graphs[0]
-    if not first.built:
-        raise EdgeError(f"{work / first.file}: {check.builder} {check.version} could not build it: {first.build_error}",
-                        ErrorKind.CHECK)
+    for graph in check.graphs:
+        if graph.role in ("engine graph", STREAM_ROLE) and not graph.built:
+            raise EdgeError(f"{work / graph.file}: {check.builder} {check.version} could not build it: "
+                            f"{graph.build_error}", ErrorKind.CHECK)
     return check

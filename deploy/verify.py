@@ -6,7 +6,7 @@ and its tolerances are `evaluation.agreement`'s, the definition compression judg
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np

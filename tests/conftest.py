@@ -32,3 +32,9 @@ def write_yaml(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture(autouse=True)
+def _no_user_device_overrides(tmp_path_factory, monkeypatch):
+    """Device files a developer calibrated on their own machine must not change test results."""
+    monkeypatch.setenv("AT2SELD_EDGE_DEVICES", str(tmp_path_factory.getbasetemp() / "user-devices"))

@@ -156,16 +156,21 @@ def test_int8_bundle_calibrated_on_a_dataset_verifies(synth, tmp_path):
 
 
 def test_build_from_a_compression_folder_keeps_its_float_modules(tmp_path):
-    from at2seld_edge.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+    from at2seld_edge.checkpoint import load_checkpoint, model_from_checkpoint, provenance, save_checkpoint
+    from at2seld_edge.compress.artifact import CompressionManifest, write_compression_manifest
     from at2seld_edge.onnx_export import module_of_node
 
     comp = tmp_path / "comp"
     comp.mkdir()
     ckpt = load_checkpoint(default_checkpoint())
     save_checkpoint(comp / "pruned_finetuned.pt", model_from_checkpoint(ckpt), ckpt.classes, ckpt.thresholds)
-    (comp / "compression_report.json").write_text(json.dumps({
-        "manifest": {"source_checkpoint": str(default_checkpoint())},
-        "options": {"int8": True, "calib_method": "minmax"}, "float_modules": ["frontend", "track_transformer"]}))
+    (comp / "model.fp32.onnx").write_bytes(b"not read by build")
+    prov = provenance()
+    write_compression_manifest(comp, CompressionManifest(
+        toolkit_version=prov["toolkit_version"], created_utc=prov["created_utc"],
+        source_checkpoint=str(default_checkpoint()), source_checkpoint_sha256=None, data=str(tmp_path / "gone.yaml"),
+        classes=ckpt.classes, options={"int8": True, "calib_method": "minmax"}, checkpoint="pruned_finetuned.pt",
+        fp32_model="model.fp32.onnx", float_modules=["frontend", "track_transformer"]))
     out = tmp_path / "bundle"
     r = edge("build", "--target", "jetson-orin", "--compressed", str(comp), "--precision", "int8", "--calib-clips", "4",
              "--no-engine", "--out", str(out))

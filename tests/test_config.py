@@ -8,11 +8,11 @@ from at2seld_edge.config import load_config, preset_names
 from at2seld_edge.errors import EdgeError
 from tests.conftest import preset_dict, variant
 
-PRESETS = ["at2seld-cnn10", "at2seld-cnn14", "at2seld-epanns", "at2seld-mobilenetv1", "at2seld-nano"]
+PRESETS = ["at2seld-cnn10", "at2seld-cnn14", "at2seld-epanns", "at2seld-mobilenetv1", "at2seld-nano", "at2seld-nano-causal"]
 
 
 def test_presets_are_shipped():
-    assert preset_names() == PRESETS
+    assert preset_names() == PRESETS + ["dcase-baseline"]  # the other family: tests/model/test_baseline.py
 
 
 @pytest.mark.parametrize("name", PRESETS)

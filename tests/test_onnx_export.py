@@ -74,3 +74,35 @@ def test_failed_parity_leaves_no_file(tmp_path):
 def test_length_must_be_whole_label_hops(tmp_path):
     with pytest.raises(EdgeError, match="--seconds 0.25 is not a whole number"):
         export_onnx(build_model(variant()), tmp_path / "m.onnx", seconds=0.25)
+
+
+def test_stream_graph_has_fixed_shapes_explicit_state_and_streams_the_whole_clip(tmp_path):
+    from at2seld_edge.onnx_export import STREAM_GRAPH, export_stream_graph
+
+    model = build_model(variant(smoother={"causal": True}, track_transformer={"history_frames": 5})).eval()
+    result = export_stream_graph(model, tmp_path)
+    assert result.hops_checked == 15 and max(result.max_abs_diff.values()) < 1e-4  # past the 5-frame window
+    assert result.lookahead_samples == 0 and result.hop_samples == 2400
+    proto = onnx.load(str(tmp_path / STREAM_GRAPH))
+    inputs = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in proto.graph.input}
+    outputs = {o.name: [d.dim_value for d in o.type.tensor_type.shape.dim] for o in proto.graph.output}
+    assert inputs.pop("audio") == [1, 4, 2400] and outputs.pop("sed_logits") == [1, 1, 3, 13]
+    assert outputs.pop("doa") == [1, 1, 3, 13, 3]
+    assert inputs == {s.input: s.shape for s in result.states}  # every axis fixed (0 would be dynamic)
+    assert outputs == {s.output: s.shape for s in result.states}
+    assert all(i.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for i in proto.graph.input)
+    by_name = {s.name: s.shape for s in result.states}
+    assert by_name["track_transformer.layers.0.time_attn.keys"] == [1, 3, 4, 5, 16]
+    assert by_name["smoother"] == [1, 3, 64] and by_name["frontend.stft"] == [1, 4, 272]
+    m = read_manifest(tmp_path / STREAM_GRAPH)
+    assert m["artifact"] == "stream_graph" and [s["name"] for s in m["states"]] == list(by_name)
+
+
+def test_stream_graph_needs_a_causal_model_and_leaves_nothing_when_it_fails(tmp_path):
+    from at2seld_edge.onnx_export import export_stream_graph
+
+    with pytest.raises(EdgeError, match="streaming needs a causal model"):
+        export_stream_graph(build_model(variant()), tmp_path)
+    with pytest.raises(EdgeError, match="differs from the whole clip"):
+        export_stream_graph(build_model(variant(smoother={"causal": True})), tmp_path, tolerance=0.0)
+    assert list(tmp_path.iterdir()) == []

@@ -12,7 +12,10 @@ def test_every_subpackage_is_listed():
     tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     listed = set(tool["packages"])
     found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "at2seld_edge").rglob("__init__.py")}
-    found |= {"at2seld_edge.compress", "at2seld_edge.deploy", "at2seld_edge.devices", "at2seld_edge.profiles"}
+    for folder in ("compress", "deploy"):  # top-level folders that install as at2seld_edge.<folder>
+        found |= {".".join(("at2seld_edge", *p.parent.relative_to(ROOT).parts))
+                  for p in (ROOT / folder).rglob("__init__.py") if "cpp" not in p.parts}
+    found |= {"at2seld_edge.devices", "at2seld_edge.profiles"}
     assert found == listed
     assert tool["package-dir"] == {"at2seld_edge": "at2seld_edge", "at2seld_edge.compress": "compress",
                                    "at2seld_edge.deploy": "deploy", "at2seld_edge.devices": "devices",

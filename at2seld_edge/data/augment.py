@@ -30,9 +30,10 @@ FOA_PATTERNS: tuple[np.ndarray, ...] = tuple(
 def rotate_foa(audio: np.ndarray, pattern: int) -> np.ndarray:
     """audio (4, samples) ACN -> the same scene under FOA_PATTERNS[pattern]."""
     m = FOA_PATTERNS[pattern]
+    src = np.abs(m).argmax(axis=1)  # a signed permutation: each output axis is one input axis, signed
     out = audio.copy()
-    xyz = audio[list(FOA_XYZ)]
-    out[list(FOA_XYZ)] = m @ xyz
+    for axis, (channel, sign) in enumerate(zip(src, m[np.arange(3), src])):
+        np.multiply(audio[FOA_XYZ[channel]], sign, out=out[FOA_XYZ[axis]])  # no matrix product on a loader core
     return out
 
 
@@ -60,5 +61,5 @@ class SpecAugment:
                 idx = torch.arange(size)
                 band = (idx[None] >= start[:, None]) & (idx[None] < (start + w)[:, None])  # (B, size)
                 shape = (b, 1, size, 1) if axis == 2 else (b, 1, 1, size)
-                keep = keep * (~band).to(x.dtype).view(shape)
+                keep = keep * (~band).to(x.device, x.dtype).view(shape)  # masks drawn on the CPU RNG
         return x * keep

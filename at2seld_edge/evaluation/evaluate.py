@@ -12,7 +12,7 @@ import numpy as np
 from at2seld_edge.data.dataset import clip_targets, read_audio
 from at2seld_edge.data.formats import LABEL_FORMATS, TrackTargets
 from at2seld_edge.data.spec import Clip
-from at2seld_edge.errors import EdgeError
+from at2seld_edge.errors import EdgeError, ErrorKind
 from at2seld_edge.evaluation.decode import (decode, frames_from_events, frames_from_targets, predict_clip,
                                             read_output_csv, write_output_csv)
 from at2seld_edge.evaluation.metrics import (FRAMES_PER_SEGMENT, Frames, SeldMetrics2023, SeldMetrics2024,
@@ -30,13 +30,19 @@ class ClipOutput:
     targets: TrackTargets
 
 
+def clip_output(cfg, clip: Clip, probs: np.ndarray, doa: np.ndarray) -> ClipOutput:
+    """A clip's predictions with its targets (predictions gathered from other processes too)."""
+    return ClipOutput(clip, probs, doa, clip_targets(clip, cfg.audio.label_hop_samples, cfg.num_classes,
+                                                     cfg.heads.n_tracks))
+
+
 def predict_clips(model, clips: list[Clip], progress: Callable[[], None] | None = None) -> list[ClipOutput]:
-    cfg = model.config
-    hop = cfg.audio.label_hop_samples
+    """`model`: the torch model on the CPU, or on any device as a `devices_torch.DeviceModel`,
+    or an ONNX Runtime model."""
+    hop = model.config.audio.label_hop_samples
     outs = []
     for clip in clips:
-        probs, doa = predict_clip(model, read_audio(clip), hop)
-        outs.append(ClipOutput(clip, probs, doa, clip_targets(clip, hop, cfg.num_classes, cfg.heads.n_tracks)))
+        outs.append(clip_output(model.config, clip, *predict_clip(model, read_audio(clip), hop)))
         if progress:
             progress()
     return outs
@@ -186,6 +192,38 @@ class CsvScoring:
     label_format: str
     classes: list[str]
     only: set[str] | None = None  # reference stems to score (a split); None: every CSV under ref_dir
+
+    @classmethod
+    def resolve(cls, pred: Path, ref: Path | None, data: Path | None, split: str | None, label_format: str | None,
+                num_classes: int | None) -> "CsvScoring":
+        """What `--pred/--ref/--data/--split/--format/--classes` name, checked: a dataset spec
+        gives the classes, the format, the references and which clips a split holds."""
+        only = None
+        if data is not None:
+            from at2seld_edge.data.spec import load_dataset
+
+            ds = load_dataset(data)
+            if label_format is not None and label_format != ds.spec.format:
+                raise EdgeError(f"--format {label_format}: {data} is {ds.spec.format}", ErrorKind.USAGE)
+            if num_classes is not None and num_classes != len(ds.classes):
+                raise EdgeError(f"--classes {num_classes}: {data} has {len(ds.classes)} classes", ErrorKind.USAGE)
+            classes, label_format = ds.classes, ds.spec.format
+            ref = ref or ds.root / ds.spec.metadata_dir
+            only = ds.split_stems(split) if split is not None else None
+        else:
+            if ref is None:
+                raise EdgeError("score CSVs with both --pred and --ref (or --pred and --data)", ErrorKind.USAGE)
+            if split is not None:
+                raise EdgeError("--split needs --data (the dataset spec says which clips a split holds)",
+                                ErrorKind.USAGE)
+            label_format = label_format or "dcase2023"
+            names = list(LABEL_FORMATS.get(label_format).classes)
+            n = num_classes or len(names)
+            classes = names[:n] + [f"class_{i}" for i in range(len(names), n)]
+        for folder, flag in ((pred, "--pred"), (ref, "--ref")):
+            if not folder.is_dir():
+                raise EdgeError(f"{folder}: {flag} folder not found")
+        return cls(pred, ref, label_format, classes, only)
 
 
 def evaluate_csv_dirs(req: CsvScoring, out_dir: Path | None = None) -> Scores:

@@ -6,6 +6,9 @@ Submodules carry the names the profiler attributes cost to: `frontend`, `backbon
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -14,7 +17,9 @@ from at2seld_edge.model.backbones import BACKBONES
 from at2seld_edge.model.cross_stitch import CrossStitchCoupling
 from at2seld_edge.model.frontend import Frontend
 from at2seld_edge.model.spatial import SpatialEncoder
+from at2seld_edge.model.stream import assign_stream_keys
 from at2seld_edge.model.tracks import Heads, Smoother, TrackTransformer
+from at2seld_edge.registry import Registry
 
 MODULE_NAMES = ("frontend", "backbone", "spatial_encoder", "cross_stitch", "track_transformer", "smoother", "heads")
 OUTPUT_NAMES = ("sed_logits", "doa")
@@ -39,10 +44,11 @@ class AT2SELD(nn.Module):
             sem_map_ch, spa_map_ch, self.backbone.out_channels, self.spatial_encoder.out_features, d,
             cs.enabled, cs.position, cs.init_self,
         )
-        self.track_transformer = TrackTransformer(cfg.track_transformer, cfg.heads.n_tracks, cfg.smoother.causal)
+        self.track_transformer = TrackTransformer(cfg.track_transformer, cfg.heads.n_tracks, cfg.causal)
         self.smoother = Smoother(d, cfg.smoother)
         self.heads = Heads(self.smoother.out_features, self.backbone.out_channels, cfg.num_classes, cfg.heads)
         self.feature_augment = None  # set by training (SpecAugment); applied in train mode only
+        assign_stream_keys(self, cfg.causal)
 
     def set_feature_augment(self, augment) -> None:
         """Mask the spatial descriptors and the backbone's log-mel while training."""
@@ -51,13 +57,15 @@ class AT2SELD(nn.Module):
 
     def forward(self, audio: torch.Tensor) -> dict[str, torch.Tensor]:
         """audio (B, 4, samples), ACN/SN3D, samples a multiple of the label hop ->
-        sed_logits (B, T, N_tracks, C), doa (B, T, N_tracks, C, 3) [, clip_logits (B, C)]."""
+        sed_logits (B, T, N_tracks, C), doa (B, T, N_tracks, C, 3) [, clip_logits (B, C)].
+        Causal models also run as a stream step (model/stream.py: `streaming`): the audio is the
+        new hops, the outputs their frames."""
         fused, sem_seq = self.encode(audio)
         return self.heads(self.smoother(self.track_transformer(fused)), sem_seq)
 
     def encode(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The encoders and the late coupling: fused frame features (B, T, d) and the semantic
-        frame sequence (B, T, C_sem). Streaming runs this part over windows of audio."""
+        frame sequence (B, T, C_sem)."""
         desc, omni = self.frontend(audio)
         if self.training and self.feature_augment is not None:
             desc = self.feature_augment(desc)
@@ -78,5 +86,19 @@ class AT2SELD(nn.Module):
         return samples // self.config.audio.label_hop_samples
 
 
+@dataclass(frozen=True)
+class Architecture:
+    """A model family: its builder, and the checks of its own config parts (raising ValueError),
+    run by ModelConfig's validator (AT2SELD's are ModelConfig's own)."""
+
+    build: Callable[[ModelConfig], nn.Module]
+    check_config: Callable[[ModelConfig], None] = lambda cfg: None
+
+
+ARCHITECTURES: Registry[Architecture] = Registry("architecture")
+ARCHITECTURES.register("at2seld")(Architecture(AT2SELD))
+
+
 def build_model(cfg: ModelConfig) -> AT2SELD:
-    return AT2SELD(cfg)
+    """The model of `cfg.architecture`; every family has the seven named submodules and the two outputs."""
+    return ARCHITECTURES.get(cfg.architecture).build(cfg)

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from at2seld_edge.model.stream import CausalLayer, left_context
+
 
 def hann_periodic(n: int) -> np.ndarray:
     """The periodic Hann window (librosa/scipy `get_window('hann', n, fftbins=True)`)."""
@@ -79,8 +81,10 @@ def reflect_pad(x: torch.Tensor, pad: int, right: int | None = None) -> torch.Te
     return x if pad == right == 0 else F.pad(x, (pad, right), mode="reflect")
 
 
-class ConvSTFT(nn.Module):
+class ConvSTFT(nn.Module, CausalLayer):
     """Centred STFT as two conv1d with DFT kernels; returns real and imaginary parts (N, F, T).
+    Causal (`spectra` only), frame t ends where hop t ends: n_fft - hop samples of the past (zeros,
+    or a stream's cached samples) stand in front, so a hop's frames need no later audio.
 
     The kernels are named like torchlibrosa's (`conv_real`, `conv_imag`) so official PANNs
     checkpoints load into them unchanged. In training mode the same transform is computed with
@@ -128,7 +132,10 @@ class ConvSTFT(nn.Module):
         folds the channels into the batch (a reshape of two dynamic axes, which TensorRT computes
         with shape layers). `drop_last` leaves out the centred frame one past the end; a traced
         graph gets the same frames by padding the right edge `hop` samples less instead of slicing
-        a dynamic axis (eager mode keeps computing that frame, which the MAC count reports)."""
+        a dynamic axis (eager mode keeps computing that frame, which the MAC count reports).
+        Causal: samples // hop frames, each ending at the end of its hop (`drop_last` moot)."""
+        if self.causal:
+            return self._causal_spectra(audio)
         if self.training and self.fft_equivalent and not torch.jit.is_tracing():
             real, imag = self(audio.flatten(0, 1))
             real, imag = real.unflatten(0, audio.shape[:2]), imag.unflatten(0, audio.shape[:2])
@@ -143,15 +150,28 @@ class ConvSTFT(nn.Module):
             real, imag = real[..., :-1], imag[..., :-1]
         return real, imag
 
+    def _causal_spectra(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = left_context(self, audio, self.n_fft - self.hop, dim=-1)
+        if self.training and self.fft_equivalent and not torch.jit.is_tracing():
+            spec = torch.stft(x.flatten(0, 1), self.n_fft, self.hop, window=self.window, center=False,
+                              return_complex=True)
+            return spec.real.unflatten(0, x.shape[:2]), spec.imag.unflatten(0, x.shape[:2])
+        x = x.unsqueeze(1)
+        real, imag = (F.conv2d(x, conv.weight.unsqueeze(2), stride=(1, self.hop)).transpose(1, 2)
+                      for conv in (self.conv_real, self.conv_imag))
+        return real, imag
+
 
 def power_to_db(x: torch.Tensor, amin: float) -> torch.Tensor:
     """10 log10(max(x, amin)), ref = 1 and no top_db, as PANNs."""
     return 10.0 * torch.log10(torch.clamp(x, min=amin))
 
 
-class Resampler(nn.Module):
+class Resampler(nn.Module, CausalLayer):
     """Rational-ratio resampler: zero-insertion by `up`, Kaiser-windowed sinc low-pass, and
-    decimation by `down` folded into the conv stride (only the kept samples are computed)."""
+    decimation by `down` folded into the conv stride (only the kept samples are computed).
+    Causal, the filter reaches only back (the whole filter length of past samples stands in
+    front: a delay of half the filter, under a millisecond)."""
 
     def __init__(self, orig_sr: int, new_sr: int, zero_crossings: int = 16, beta: float = 8.0, rolloff: float = 0.94):
         super().__init__()
@@ -171,5 +191,8 @@ class Resampler(nn.Module):
         if self.up > 1:
             x = F.pad(x, (0, self.up - 1))
         x = x.reshape(wave.shape[0], 1, -1)
-        y = F.conv1d(x, self.kernel, stride=self.down, padding=self.pad)
+        if self.causal:
+            y = F.conv1d(left_context(self, x, 2 * self.pad, dim=-1), self.kernel, stride=self.down)
+        else:
+            y = F.conv1d(x, self.kernel, stride=self.down, padding=self.pad)
         return y.squeeze(1)

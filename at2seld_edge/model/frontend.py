@@ -120,9 +120,8 @@ class Frontend(nn.Module):
         self.register_buffer("mel_avg", torch.from_numpy(band_average_matrix(melw)), persistent=False)
         self.amin, self.eps = f.amin, f.eps
         self.label_hop_samples = a.label_hop_samples
-        self.resampler = (
-            Resampler(a.sample_rate, cfg.backbone.sample_rate) if cfg.backbone.sample_rate != a.sample_rate else None
-        )
+        b = cfg.backbone  # None: a family without an omni backbone (dcase-baseline)
+        self.resampler = Resampler(a.sample_rate, b.sample_rate) if b and b.sample_rate != a.sample_rate else None
 
     @property
     def num_descriptors(self) -> int:

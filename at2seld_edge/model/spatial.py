@@ -6,14 +6,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from at2seld_edge.config import SpatialEncoderConfig
+from at2seld_edge.model.stream import TimeConv2d
 
 
 class ResidualBlock(nn.Module):
     def __init__(self, in_ch: int, out_ch: int):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False)
+        self.conv1 = TimeConv2d(in_ch, out_ch, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(out_ch)
-        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False)
+        self.conv2 = TimeConv2d(out_ch, out_ch, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(out_ch)
         self.shortcut = (
             nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, bias=False), nn.BatchNorm2d(out_ch)) if in_ch != out_ch else nn.Identity()

@@ -54,11 +54,18 @@ def focal_bce_with_logits(logits: torch.Tensor, target: torch.Tensor, gamma: flo
     return (1 - p_t) ** gamma * bce
 
 
-def seld_track_loss(sed_logits: torch.Tensor, doa: torch.Tensor, activity: torch.Tensor, doa_target: torch.Tensor,
-                    kind: str = "pit", sed_weight: float = 1.0, doa_weight: float = 1.0, focal_gamma: float = 0.0,
-                    doa_supervision: str = "active") -> dict[str, torch.Tensor]:
-    """sed_logits, activity (B, T, N, C); doa, doa_target (B, T, N, C, 3). Returns the total and
-    its SED and DOA parts (each the mean over clips, frames and classes of the best candidate)."""
+Term = tuple[torch.Tensor, torch.Tensor]  # (sum, count): a mean whose parts can be summed across processes
+
+
+def mean(term: Term) -> torch.Tensor:
+    return term[0] / term[1].clamp(min=1.0)
+
+
+def seld_track_terms(sed_logits: torch.Tensor, doa: torch.Tensor, activity: torch.Tensor, doa_target: torch.Tensor,
+                     kind: str = "pit", sed_weight: float = 1.0, doa_weight: float = 1.0, focal_gamma: float = 0.0,
+                     doa_supervision: str = "active") -> dict[str, Term]:
+    """The SED and DOA terms of `seld_track_loss` as (sum, count), so that a batch spread over
+    processes can be normalized by its global counts."""
     b, t, n, c = activity.shape
     maps = candidate_maps(kind, n).to(activity.device)  # (N+1, P, N)
     k = activity.sum(dim=2).long().clamp(max=n)  # (B, T, C) active events per class
@@ -78,17 +85,35 @@ def seld_track_loss(sed_logits: torch.Tensor, doa: torch.Tensor, activity: torch
     # candidate choice per (clip, frame, class) on the summed cost ...
     total = sed_weight * sed + doa_weight * sq.sum(dim=-1)
     best = total.argmin(dim=-1, keepdim=True)  # (B, T, C, 1)
-    sed_best = sed.gather(-1, best).mean()
+    sed_best = sed.gather(-1, best)
     pick = best.unsqueeze(-1).expand(-1, -1, -1, 1, n)
     sq_best = sq.gather(3, pick).squeeze(3)  # (B, T, C, N)
     # ... but the DOA term is the mean over the supervised tracks only, so that silence (most of
     # the frames and classes) does not dilute it
-    n_supervised = active.gather(3, pick).sum() if doa_supervision == "active" else torch.tensor(float(sq_best.numel()))
-    doa_best = sq_best.sum() / n_supervised.clamp(min=1.0)
-    return {"loss": sed_weight * sed_best + doa_weight * doa_best, "sed": sed_best, "doa": doa_best}
+    supervised = (active.gather(3, pick).sum() if doa_supervision == "active"
+                  else torch.tensor(float(sq_best.numel()), device=sq_best.device))
+    return {"sed": (sed_best.sum(), torch.tensor(float(sed_best.numel()), device=sed_best.device)),
+            "doa": (sq_best.sum(), supervised.detach())}
+
+
+def seld_track_loss(sed_logits: torch.Tensor, doa: torch.Tensor, activity: torch.Tensor, doa_target: torch.Tensor,
+                    kind: str = "pit", sed_weight: float = 1.0, doa_weight: float = 1.0, focal_gamma: float = 0.0,
+                    doa_supervision: str = "active") -> dict[str, torch.Tensor]:
+    """sed_logits, activity (B, T, N, C); doa, doa_target (B, T, N, C, 3). Returns the total and
+    its SED and DOA parts (each the mean over clips, frames and classes of the best candidate)."""
+    terms = seld_track_terms(sed_logits, doa, activity, doa_target, kind, sed_weight, doa_weight, focal_gamma,
+                             doa_supervision)
+    sed, doa_part = mean(terms["sed"]), mean(terms["doa"])
+    return {"loss": sed_weight * sed + doa_weight * doa_part, "sed": sed, "doa": doa_part}
+
+
+def semantic_presence_term(clip_logits: torch.Tensor, activity: torch.Tensor) -> Term:
+    """`semantic_presence_loss` as (sum, count)."""
+    present = (activity.amax(dim=(1, 2)) > 0).to(clip_logits.dtype)
+    bce = F.binary_cross_entropy_with_logits(clip_logits, present, reduction="sum")
+    return bce, torch.tensor(float(present.numel()), device=clip_logits.device)
 
 
 def semantic_presence_loss(clip_logits: torch.Tensor, activity: torch.Tensor) -> torch.Tensor:
     """Clip-level class presence: a class is present if any track is active in any frame."""
-    present = (activity.amax(dim=(1, 2)) > 0).to(clip_logits.dtype)
-    return F.binary_cross_entropy_with_logits(clip_logits, present)
+    return mean(semantic_presence_term(clip_logits, activity))

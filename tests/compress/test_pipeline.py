@@ -10,6 +10,7 @@ import torch
 from at2seld_edge.checkpoint import save_checkpoint
 from at2seld_edge.compress.quantize import read_tensorrt_cache
 from at2seld_edge.config import config_from_dict
+from at2seld_edge.errors import EdgeError
 from at2seld_edge.model import build_model
 from at2seld_edge.onnx_export import read_manifest
 from tests.conftest import preset_dict
@@ -89,3 +90,21 @@ def test_unfinished_run_of_other_options_is_not_reused(setup, tmp_path):
     r = edge("compress", "--checkpoint", str(setup / "model.pt"), "--data", str(setup / "data" / "dataset.yaml"),
              "--out", str(tmp_path / "out"), "--prune-ratio", "0.5")
     assert_user_error(r, 1, "out.partial", "another checkpoint or other options")
+
+
+def test_the_compression_manifest_is_what_build_reads(setup, tmp_path):
+    from at2seld_edge.compress.artifact import read_compression_manifest
+    from at2seld_edge.compress.pipeline import read_compressed
+
+    out = tmp_path / "out"
+    r = edge("compress", "--checkpoint", str(setup / "model.pt"), "--data", str(setup / "data" / "dataset.yaml"),
+             "--out", str(out), "--prune-ratio", "0.5")
+    assert r.returncode == 0, r.stderr
+    m = read_compression_manifest(out)
+    assert m.checkpoint == "pruned.pt" and m.int8_model is None and m.float_modules is None
+    assert set(m.files) == {"pruned.pt", "model.fp32.onnx"}
+    c = read_compressed(out)
+    assert c.checkpoint == out / "pruned.pt" and c.data == (setup / "data" / "dataset.yaml").resolve()
+    (out / "pruned.pt").write_bytes(b"changed")
+    with pytest.raises(EdgeError, match="pruned.pt: changed since edge compress wrote it"):
+        read_compressed(out)

@@ -116,15 +116,18 @@ def test_calibration_methods_give_different_ranges(fp32, ranges):
         assert all(amax[method][n] <= amax["minmax"][n] * (1 + 1e-4) for n in names)  # never wider than the data
 
 
+def reads_int8(path, module: str) -> bool:
+    """Whether any node of `module` reads a dequantized (INT8) tensor in this graph."""
+    g = onnx.load(str(path)).graph
+    dequantized = {o for n in g.node if n.op_type == "DequantizeLinear" for o in n.output}
+    return any(module_of_node(n.name) == module and dequantized & set(n.input) for n in g.node)
+
+
 def test_mixed_precision_keeps_a_sensitive_module_in_fp32(fp32, ranges, tmp_path):
     _, path = fp32
 
     def fake_seld(p):
-        # pretend the heads cannot take INT8: any of their nodes reading a dequantized tensor costs 0.05
-        g = onnx.load(str(p)).graph
-        dequantized = {o for n in g.node if n.op_type == "DequantizeLinear" for o in n.output}
-        hurt = any(module_of_node(n.name) == "heads" and dequantized & set(n.input) for n in g.node)
-        return 0.30 + (0.05 if hurt else 0.0)
+        return 0.30 + (0.05 if reads_int8(p, "heads") else 0.0)  # pretend the heads cannot take INT8
 
     result = mixed_precision(path, tmp_path / "mixed.onnx", ranges, fake_seld, tolerance=0.01)
     rows = {r.module: r for r in result.rows}
@@ -139,10 +142,7 @@ def test_a_module_failing_the_output_agreement_stays_float_even_at_no_seld_cost(
     _, path = fp32
 
     def judge(p):
-        g = onnx.load(str(p)).graph
-        dequantized = {o for n in g.node if n.op_type == "DequantizeLinear" for o in n.output}
-        hurt = any(module_of_node(n.name) == "track_transformer" and dequantized & set(n.input) for n in g.node)
-        return ["input 0: mean_doa_error_deg 7 (must be <= 5)"] if hurt else []
+        return ["input 0: mean_doa_error_deg 7 (must be <= 5)"] if reads_int8(p, "track_transformer") else []
 
     result = mixed_precision(path, tmp_path / "mixed.onnx", ranges, lambda p: 0.30, tolerance=0.01, judge=judge)
     rows = {r.module: r for r in result.rows}

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from at2seld_edge.deploy.build import BuildOptions, _with_compression, build
+from at2seld_edge.deploy.build import BuildOptions, build
+from at2seld_edge.deploy.build_plan import with_compression
 from at2seld_edge.errors import EdgeError, ErrorKind
 
 
@@ -29,19 +30,23 @@ def test_the_bundle_records_the_int8_limits_it_was_judged_by(int8_bundle):
 
 
 def test_a_compression_folder_lends_its_calibration(tmp_path):
+    from at2seld_edge.compress.artifact import CompressionManifest, write_compression_manifest
+
     folder = tmp_path / "c"
     folder.mkdir()
     (folder / "pruned.pt").write_bytes(b"")
+    (folder / "model.fp32.onnx").write_bytes(b"")
     spec = tmp_path / "dataset.yaml"
     spec.write_text("name: x\n")
-    (folder / "compression_report.json").write_text(json.dumps({
-        "options": {"int8": True, "calib_method": "minmax", "calib_clips": 8},
-        "manifest": {"source_checkpoint": "gone.pt", "data": str(spec)}, "float_modules": ["frontend", "smoother"]}))
+    write_compression_manifest(folder, CompressionManifest(
+        toolkit_version="0.1.0", created_utc="now", source_checkpoint="gone.pt", source_checkpoint_sha256=None,
+        data=str(spec), classes=["a"], options={"int8": True, "calib_method": "minmax", "calib_clips": 8},
+        checkpoint="pruned.pt", fp32_model="model.fp32.onnx", float_modules=["frontend", "smoother"]))
     keep = {"frontend"}
-    opts = _with_compression(BuildOptions(target="x86-cpu", precision="int8", compressed=folder), keep, lambda m: None)
+    opts = with_compression(BuildOptions(target="x86-cpu", precision="int8", compressed=folder), keep, lambda m: None)
     assert (opts.data, opts.calib_clips, opts.calib_method) == (spec, 8, "minmax")
     assert keep == {"frontend", "smoother"} and opts.checkpoint == folder / "pruned.pt"
-    mine = _with_compression(BuildOptions(target="x86-cpu", precision="int8", compressed=folder, calib_clips=4,
+    mine = with_compression(BuildOptions(target="x86-cpu", precision="int8", compressed=folder, calib_clips=4,
                                           calib_method="entropy"), set(), lambda m: None)
     assert (mine.calib_clips, mine.calib_method) == (4, "entropy")  # what the user gave wins
 

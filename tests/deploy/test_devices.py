@@ -69,3 +69,53 @@ def test_wrong_key_and_wrong_type_name_the_file_and_key(tmp_path):
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(EdgeError, match=r"my-board.yaml: key `memory.bandwidth_gbs`: .*number.*'fast'"):
         load_device(path)
+
+
+ESTIMATED = ["jetson-orin-agx-64gb", "jetson-orin-agx-32gb", "jetson-orin-nx-16gb", "jetson-orin-nx-8gb",
+             "jetson-orin-nano-8gb", "jetson-orin-nano-4gb", "x86-cpu", "nvidia-h100"]
+
+
+@pytest.mark.parametrize("name", ESTIMATED)
+def test_estimate_constants_carry_their_provenance(name):
+    d = load_device(name)
+    text = (resources.files(PACKAGE) / f"{name}.yaml").read_text()
+    assert d.estimate is not None and d.estimate.source
+    assert "Latency-estimate constants" in text  # the derivation, in the file's comment
+    assert d.executor() == ("onnxruntime" if d.kind == "cpu" else "tensorrt")
+
+
+def test_orin_floors_scale_with_the_gpu_clock():
+    for name in ESTIMATED[:6]:
+        d = load_device(name)
+        assert d.estimate.per_layer_us == pytest.approx(12_500 / d.gpu.max_clock_mhz, abs=0.05), name
+
+
+def test_device_without_an_estimate_section_takes_its_kinds_defaults():
+    from at2seld_edge.deploy.devices import KIND_DEFAULTS
+
+    d = load_device("rtx-4090")
+    assert d.estimate is None and d.estimate_constants() == KIND_DEFAULTS["gpu"]
+    assert "nvidia-h100" in d.estimate_constants().source
+
+
+def test_user_folder_comes_from_the_environment(monkeypatch, tmp_path):
+    from at2seld_edge.deploy.devices import user_device_dir
+
+    monkeypatch.setenv("AT2SELD_EDGE_DEVICES", str(tmp_path / "mine"))
+    assert user_device_dir() == tmp_path / "mine"
+    monkeypatch.delenv("AT2SELD_EDGE_DEVICES")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    assert user_device_dir() == tmp_path / "xdg" / "at2seld-edge" / "devices"
+
+
+def test_user_file_overrides_the_shipped_one_and_says_so(monkeypatch, tmp_path):
+    monkeypatch.setenv("AT2SELD_EDGE_DEVICES", str(tmp_path))
+    data = yaml.safe_load((resources.files(PACKAGE) / "x86-cpu.yaml").read_text())
+    data["estimate"]["per_layer_us"] = 1.25
+    (tmp_path / "x86-cpu.yaml").write_text(yaml.safe_dump(data))
+    d = load_device("x86-cpu")
+    assert d.estimate.per_layer_us == 1.25 and d.origin == f"user override {tmp_path / 'x86-cpu.yaml'}"
+    data["estimate"]["per_layer_us"] = -1
+    (tmp_path / "x86-cpu.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(EdgeError, match=r"x86-cpu.yaml: key `estimate.per_layer_us`"):
+        load_device("x86-cpu")

@@ -12,7 +12,7 @@ from importlib import resources
 import pytest
 
 from at2seld_edge.deploy import engine as engine_mod
-from at2seld_edge.deploy.build import BuildOptions, _trtexec_script, build, workspace_bytes
+from at2seld_edge.deploy.build import BuildOptions, build, plan_build, trtexec_script, workspace_bytes
 from at2seld_edge.deploy.bundle import Engine, load_bundle
 from at2seld_edge.deploy.devices import PACKAGE, load_device
 from at2seld_edge.deploy.engine import (GpuInfo, builder_available, check_engine_compatible, layer_modules, parse_onnx,
@@ -31,8 +31,8 @@ NEEDS_TRT = pytest.mark.skipif(not (tensorrt_available() and engine_mod.gpu_info
 @pytest.mark.parametrize("target", ["jetson-orin-nano-8gb", "jetson-orin-agx-64gb"])
 def test_trtexec_script_carries_the_build_settings(precision, flags, target):
     device = load_device(target)
-    opts = BuildOptions(target=target, precision=precision)
-    script = _trtexec_script(opts, device, "model.onnx", None, 24000, 2400, 1440000, True)
+    plan = plan_build(BuildOptions(target=target, precision=precision), say=lambda m: None)
+    script = trtexec_script(plan, "model.onnx", None)
     for flag in flags + ["--onnx=model.onnx", "--minShapes=audio:1x4x2400", "--optShapes=audio:1x4x24000",
                          "--maxShapes=audio:1x4x1440000", '--timingCacheFile="$OUT/timing.cache"',
                          '--exportLayerInfo="$OUT/layers.json"', f"--memPoolSize=workspace:{workspace_bytes(device) >> 20}"]:
@@ -44,8 +44,9 @@ def test_trtexec_script_carries_the_build_settings(precision, flags, target):
 
 def test_trtexec_script_dla_static_and_calibration_cache():
     device = load_device("jetson-orin-agx-64gb")
-    opts = BuildOptions(target=device.name, precision="int8", dla=True, seconds=1.0, implicit_int8=True)
-    script = _trtexec_script(opts, device, "model.fp32.onnx", "calibration.cache", 24000, 24000, 24000, False)
+    plan = plan_build(BuildOptions(target=device.name, precision="int8", dla=True, seconds=1.0, implicit_int8=True),
+                      say=lambda m: None)
+    script = trtexec_script(plan, "model.fp32.onnx", "calibration.cache")
     assert "--useDLACore=0" in script and "--allowGPUFallback" in script and "--calib=calibration.cache" in script
     assert "Shapes" not in script  # static: no optimization profile
     assert workspace_bytes(load_device("jetson-orin-nano-4gb")) == 1 << 30
@@ -67,14 +68,17 @@ def test_engine_for_another_tensorrt_or_gpu_is_refused(fake_trt, tmp_path):
 
 
 @NEEDS_TRT
-@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
-def test_engine_build_and_verify_on_tensorrt(tmp_path, precision):
+@pytest.mark.tensorrt
+@pytest.mark.parametrize("precision, implicit", [("fp32", False), ("fp16", False), ("int8", False), ("int8", True)])
+def test_engine_build_and_verify_on_tensorrt(tmp_path, precision, implicit):
+    """The engine builder, the TensorRT runner and (implicit) the INT8 calibration cache, for real."""
     from at2seld_edge.deploy.build import build
     from at2seld_edge.deploy.runtime import SeldRuntime
     from at2seld_edge.deploy.verify import verify
 
     out = tmp_path / precision
-    build(BuildOptions(target="cuda-gpu", precision=precision, calib_clips=4, out=out), say=lambda m: None)
+    build(BuildOptions(target="cuda-gpu", precision=precision, calib_clips=4, out=out, implicit_int8=implicit),
+          say=lambda m: None)
     rt = SeldRuntime(out, "tensorrt")
     assert rt.manifest.engine is not None and (out / "layers.json").is_file()
     assert (tmp_path / f"{precision}.timing.cache").is_file()  # beside the bundle, kept across rebuilds
@@ -123,12 +127,12 @@ def test_int8_bundle_graphs_are_parsed_and_built(int8_bundle):
 
 
 @NEEDS_RTX
-def test_stream_graphs_are_parsed_and_built(causal_bundle):
+def test_stream_graph_is_parsed_and_built(causal_bundle):
     graphs = _check(causal_bundle)
-    assert graphs["stream encoder"]["built"] and graphs["stream decoder"]["built"]
-    # the finding for the streaming rework: `new_frames` is a shape tensor (profile values, INT64 binding)
-    decoder = parse_onnx(causal_bundle / "stream_decoder.onnx")
-    assert [i.name for i in decoder.inputs if i.shape_tensor] == ["new_frames"]
+    assert graphs["stream"]["file"] == "stream.onnx" and graphs["stream"]["built"]
+    assert graphs["stream"]["layers"] <= 1.2 * graphs["engine graph"]["layers"]  # lean too: the caches are Gathers
+    stream = parse_onnx(causal_bundle / "stream.onnx")  # fixed shapes: no profile, no shape-tensor input
+    assert not any(i.shape_tensor or min(i.shape) < 0 for i in stream.inputs)
 
 
 @NEEDS_RTX

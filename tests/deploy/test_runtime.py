@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
+from at2seld_edge.checkpoint import load_checkpoint, model_from_checkpoint
 from at2seld_edge.data.synth import synthetic_scenes
 from at2seld_edge.deploy.runtime import RUNTIMES, SeldRuntime, choose_backend
 from at2seld_edge.deploy.bundle import load_bundle
@@ -16,12 +18,27 @@ def scene():
     return synthetic_scenes(1, 5.0, 11)[0]
 
 
+class Recording:
+    """A graph session that keeps what the stream graph returned (the raw logits)."""
+
+    def __init__(self, session):
+        self.session, self.logits = session, []
+
+    def run(self, feeds):
+        out = self.session.run(feeds)
+        self.logits.append(out["sed_logits"][0, 0])
+        return out
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_streaming_equals_whole_clip_for_a_causal_model(causal_bundle, scene, seed):
+    """Random piece sizes, past the attention window: the logits (against PyTorch on the whole
+    clip) and the DOA (against the bundle's whole-clip inference) within 1e-4."""
     rt = SeldRuntime(causal_bundle, "onnxruntime")
     audio = scene[:, : 4 * 24000 + 777]  # a ragged tail: its part-frame is dropped by both paths
     probs, doa = rt.predict(audio)
     stream = rt.stream()
+    stream.session = recording = Recording(stream.session)
     rng = np.random.default_rng(seed)
     got_p, got_d, i, emitted = [], [], 0, 0
     while i < audio.shape[1]:
@@ -33,19 +50,28 @@ def test_streaming_equals_whole_clip_for_a_causal_model(causal_bundle, scene, se
         got_d.append(d)
     got_p, got_d = np.concatenate(got_p), np.concatenate(got_d)
     assert emitted >= 3  # frames came out along the way, not only at the end
-    assert got_p.shape == probs.shape == (40, 3, 13)
+    assert got_p.shape == probs.shape == (40, 3, 13) and rt.manifest.stream.history_frames < 40
     np.testing.assert_allclose(got_p, probs, atol=1e-5)
-    np.testing.assert_allclose(got_d, doa, atol=1e-5)
+    np.testing.assert_allclose(got_d, doa, atol=1e-4)
+    ckpt = load_checkpoint(causal_bundle.parent / "causal.pt")
+    with torch.no_grad():
+        whole = model_from_checkpoint(ckpt).eval()(torch.from_numpy(audio[None, :, : 40 * 2400]))
+    np.testing.assert_allclose(np.stack(recording.logits), whole["sed_logits"][0].numpy(), atol=1e-4)
+    np.testing.assert_allclose(got_d, whole["doa"][0].numpy(), atol=1e-4)
 
 
-def test_streaming_emits_after_the_lookahead(causal_bundle, scene):
+def test_streaming_emits_each_frame_as_its_hop_completes(causal_bundle, scene):
     rt = SeldRuntime(causal_bundle, "onnxruntime")
-    s = rt.manifest.stream
+    assert rt.manifest.stream.lookahead_samples == 0
     stream = rt.stream()
-    p, _ = stream.push(scene[:, : s.lookahead_samples + 2400])
-    assert len(p) == 1  # one whole frame plus the lookahead: that frame is final
-    p, _ = stream.push(scene[:, s.lookahead_samples + 2400: s.lookahead_samples + 2400 * 3])
-    assert len(p) == 2
+    assert len(stream.push(scene[:, :2399])[0]) == 0
+    assert len(stream.push(scene[:, 2399:2400])[0]) == 1  # the hop is complete: its frame is out
+    assert len(stream.push(scene[:, 2400: 2400 * 3 + 5])[0]) == 2
+    p, _ = stream.push(scene[:, 2400 * 3 + 5: 2400 * 4], final=True)
+    assert len(p) == 1 and stream.filled == 0  # final: the stream is over, a new one starts from zeros
+    again, _ = stream.push(scene[:, :2400])
+    first, _ = rt.stream().push(scene[:, :2400])
+    np.testing.assert_array_equal(again, first)
 
 
 def test_non_causal_bundles_do_not_stream(fp32_bundle):

@@ -9,7 +9,7 @@ from at2seld_edge.config import load_config
 from at2seld_edge.model import MODULE_NAMES, build_model
 from tests.conftest import variant
 
-PRESETS = ["at2seld-nano", "at2seld-cnn10", "at2seld-mobilenetv1", "at2seld-epanns", "at2seld-cnn14"]
+PRESETS = ["at2seld-nano", "at2seld-nano-causal", "at2seld-cnn10", "at2seld-mobilenetv1", "at2seld-epanns", "at2seld-cnn14"]
 
 
 @pytest.mark.parametrize("name", PRESETS)

@@ -9,25 +9,14 @@ import torch
 
 from at2seld_edge.checkpoint import load_checkpoint
 from at2seld_edge.data.spec import load_dataset
-from at2seld_edge.data.synth import synthesize
 from at2seld_edge.errors import EdgeError
 from at2seld_edge.training.trainer import Reporter, train
 from tests.conftest import variant
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny")
-    # 6 clips of 2 s: 4 train, 1 validation, 1 test
-    return load_dataset(synthesize(root, 6, seed=3, seconds=2.0, classes=["tone", "clicks", "sweep_up"]))
-
-
-def tiny_config(**training):
-    return variant(training={"batch_size": 2, "segment_seconds": 1.0, "lr": 3e-3, "restart_epochs": 50, **training})
+from tests.training.conftest import plain_config, tiny_config
 
 
 def test_runs_and_loss_goes_down(tmp_path, tiny_data):
-    result = train(tiny_config(), tiny_data, tmp_path / "run", epochs=4)
+    result = train(plain_config(), tiny_data, tmp_path / "run", epochs=4)
     losses = [h["train_loss"] for h in result.history]
     assert len(losses) == 4 and losses[-1] < losses[0]
     assert {p.name for p in (tmp_path / "run").iterdir()} == {"best.pt", "last.pt", "metrics.csv", "curves.png"}
@@ -43,8 +32,9 @@ class Killed(Exception):
     pass
 
 
-def test_resumes_after_a_kill_as_if_never_stopped(tmp_path, tiny_data):
-    whole = train(tiny_config(), tiny_data, tmp_path / "whole", epochs=2)
+@pytest.mark.parametrize("amp", ["off", "bf16"])  # bf16: CPU autocast
+def test_resumes_after_a_kill_as_if_never_stopped(tmp_path, tiny_data, amp):
+    whole = train(tiny_config(), tiny_data, tmp_path / "whole", epochs=2, amp=amp)
 
     epoch_now = {"n": 0}
 
@@ -56,10 +46,11 @@ def test_resumes_after_a_kill_as_if_never_stopped(tmp_path, tiny_data):
             raise Killed
 
     with pytest.raises(Killed):
-        train(tiny_config(), tiny_data, tmp_path / "run", epochs=2,
+        train(tiny_config(), tiny_data, tmp_path / "run", epochs=2, amp=amp,
               reporter=Reporter(start_batches=start, batch_done=die_in_epoch_two))
-    assert load_checkpoint(tmp_path / "run" / "last.pt").training_state["epoch"] == 1
-    resumed = train(tiny_config(), tiny_data, tmp_path / "run", epochs=2)
+    last = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert last.training_state["epoch"] == 1 and last.manifest["trained_on"]["amp"] == amp
+    resumed = train(tiny_config(), tiny_data, tmp_path / "run", epochs=2, amp=amp)
     assert [h["epoch"] for h in resumed.history] == [1, 2]
     for a, b in zip(whole.history, resumed.history):
         for k in ("train_loss", "val_SELD", "val_F"):
@@ -131,3 +122,16 @@ def test_non_finite_weights_are_never_written(tmp_path):
     with pytest.raises(EdgeError, match="NaN or Inf"):
         save_checkpoint(tmp_path / "best.pt", model)
     assert not (tmp_path / "best.pt").exists()
+
+
+def test_a_run_stopped_by_its_time_limit_resumes_when_rerun(tmp_path, tiny_data):
+    from at2seld_edge.checkpoint import save_checkpoint
+    from at2seld_edge.model import build_model
+
+    train(tiny_config(), tiny_data, tmp_path / "run", epochs=1)
+    last = load_checkpoint(tmp_path / "run" / "last.pt")
+    model = build_model(last.config)
+    model.load_state_dict(last.state_dict)
+    save_checkpoint(tmp_path / "run" / "last.pt", model, last.classes,
+                    training_state={**last.training_state, "stopped": "time"})  # as --max-minutes leaves it
+    assert len(train(tiny_config(), tiny_data, tmp_path / "run", epochs=2).history) == 2

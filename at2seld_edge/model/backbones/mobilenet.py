@@ -8,6 +8,7 @@ from torch import nn
 from at2seld_edge.config import BackboneConfig
 from at2seld_edge.model.backbones import BACKBONES
 from at2seld_edge.model.backbones.base import Backbone
+from at2seld_edge.model.stream import TimeConv2d
 
 
 def _pool(tp: int, fp: int) -> nn.Module:
@@ -15,12 +16,12 @@ def _pool(tp: int, fp: int) -> nn.Module:
 
 
 def conv_bn(inp: int, oup: int, pool: tuple[int, int]) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(inp, oup, 3, 1, 1, bias=False), _pool(*pool), nn.BatchNorm2d(oup), nn.ReLU())
+    return nn.Sequential(TimeConv2d(inp, oup, 3, 1, 1, bias=False), _pool(*pool), nn.BatchNorm2d(oup), nn.ReLU())
 
 
 def conv_dw(inp: int, oup: int, pool: tuple[int, int]) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(inp, inp, 3, 1, 1, groups=inp, bias=False),
+        TimeConv2d(inp, inp, 3, 1, 1, groups=inp, bias=False),
         _pool(*pool),
         nn.BatchNorm2d(inp),
         nn.ReLU(),

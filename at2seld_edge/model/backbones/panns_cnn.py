@@ -14,6 +14,7 @@ from torch import nn
 from at2seld_edge.config import BackboneConfig
 from at2seld_edge.model.backbones import BACKBONES
 from at2seld_edge.model.backbones.base import Backbone
+from at2seld_edge.model.stream import TimeConv2d
 
 
 class ConvBlock(nn.Module):
@@ -21,9 +22,9 @@ class ConvBlock(nn.Module):
 
     def __init__(self, in_ch: int, mid_ch: int, out_ch: int, pool: tuple[int, int], dropout: float):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_ch, mid_ch, 3, padding=1, bias=False)
+        self.conv1 = TimeConv2d(in_ch, mid_ch, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(mid_ch)
-        self.conv2 = nn.Conv2d(mid_ch, out_ch, 3, padding=1, bias=False)
+        self.conv2 = TimeConv2d(mid_ch, out_ch, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(out_ch)
         self.pool, self.dropout = pool, dropout
 

@@ -71,9 +71,11 @@ struct Buffer {
 
 class TensorRTSession final : public GraphSession {
  public:
-  explicit TensorRTSession(const SessionRequest& r) {
+  // `engine_file`: the model graph's engine, or the stream graph's (built beside it, so the same
+  // version and GPU record holds for both).
+  TensorRTSession(const SessionRequest& r, const std::string& engine_file) {
     const EngineInfo& info = *r.manifest.engine;
-    path_ = r.root / info.file;
+    path_ = r.root / engine_file;
     std::string here = tensorrt_version();
     if (!same_version(info.tensorrt_version, here)) {
       throw Error(path_.string() + ": built with TensorRT " + info.tensorrt_version + ", this is TensorRT " + here +
@@ -189,6 +191,18 @@ class TensorRTSession final : public GraphSession {
 }  // namespace
 
 std::unique_ptr<GraphSession> make_tensorrt_session(const SessionRequest& request) {
+  const Manifest& m = request.manifest;
+  if (m.stream && request.graph == m.stream->graph) {
+    if (!m.engine || !m.stream->engine) {
+      throw Error(request.root.string() + ": no TensorRT engine for the stream graph " + request.graph + " in this "
+                  "bundle: run `edge build` on the device, or use --backend onnxruntime", ErrorKind::Usage);
+    }
+    if (m.engine->builder != "tensorrt") {
+      throw Error(request.root.string() + ": its engines were built by " + m.engine->builder +
+                  ", which this runtime's TensorRT cannot load; use --backend onnxruntime", ErrorKind::Usage);
+    }
+    return std::make_unique<TensorRTSession>(request, *m.stream->engine);
+  }
   if (!request.manifest.engine || request.graph != request.manifest.model) {
     throw Error(request.root.string() + ": no TensorRT engine for " + request.graph + " in this bundle (built where "
                 "TensorRT was absent): run `edge build` on the device, or use --backend onnxruntime",
@@ -198,7 +212,7 @@ std::unique_ptr<GraphSession> make_tensorrt_session(const SessionRequest& reques
     throw Error(request.root.string() + ": its engine was built by " + request.manifest.engine->builder +
                 ", which this runtime's TensorRT cannot load; use --backend onnxruntime", ErrorKind::Usage);
   }
-  return std::make_unique<TensorRTSession>(request);
+  return std::make_unique<TensorRTSession>(request, m.engine->file);
 }
 
 }  // namespace at2seld::detail

@@ -24,9 +24,10 @@ std::string py_list(const std::vector<std::string>& names) {
 
 std::string dim_repr(const Dim& d) { return d.size < 0 ? py_repr(d.symbol) : std::to_string(d.size); }
 
+// `fixed`: every axis must be fixed in the graph (the stream graph).
 std::vector<std::string> io_problems(const std::string& graph, const std::string& kind,
                                      const std::vector<const onnx::ValueInfoProto*>& values,
-                                     const std::vector<TensorSpec>& specs) {
+                                     const std::vector<TensorSpec>& specs, bool fixed = false) {
   std::vector<std::string> got, want;
   for (const auto* v : values) got.push_back(v->name());
   for (const TensorSpec& s : specs) want.push_back(s.name);
@@ -48,7 +49,10 @@ std::vector<std::string> io_problems(const std::string& graph, const std::string
     for (int i = 0; i < t.shape().dim_size(); ++i) {
       const auto& d = t.shape().dim(i);
       const Dim& s = spec.shape[static_cast<size_t>(i)];
-      if (d.has_dim_value() && (s.size < 0 || d.dim_value() != s.size)) {
+      if (!d.has_dim_value() && fixed) {
+        problems.push_back(format("%s: %s %s axis %d is dynamic in the graph, %s in the manifest", graph.c_str(),
+                                  kind.c_str(), name.c_str(), i, dim_repr(s).c_str()));
+      } else if (d.has_dim_value() && (s.size < 0 || d.dim_value() != s.size)) {
         problems.push_back(format("%s: %s %s axis %d is %lld in the graph, %s in the manifest", graph.c_str(),
                                   kind.c_str(), name.c_str(), i, static_cast<long long>(d.dim_value()),
                                   dim_repr(s).c_str()));
@@ -58,8 +62,34 @@ std::vector<std::string> io_problems(const std::string& graph, const std::string
   return problems;
 }
 
-// `m` null: only that the graph parses and is self-contained.
-std::vector<std::string> graph_problems(const fs::path& root, const std::string& name, const Manifest* m) {
+// What the manifest says a graph takes and gives; `precision` empty: not checked (the stream graph).
+struct GraphContract {
+  std::vector<TensorSpec> inputs, outputs;
+  std::string precision;
+  bool fixed = false;
+};
+
+// The stream graph's contract (contract.py's stream_io): one hop of audio and every state in,
+// one frame and every next state out, all shapes fixed.
+GraphContract stream_contract(const Manifest& m) {
+  const StreamSpec& s = *m.stream;
+  const Dim tracks = m.outputs[0].shape[2];
+  const int64_t classes = static_cast<int64_t>(m.class_names.size()), frames = s.hop_samples / m.label_hop_samples;
+  GraphContract c;
+  c.fixed = true;
+  c.inputs.push_back({"audio", {{1, ""}, {4, ""}, {s.hop_samples, ""}}, "float32"});
+  c.outputs.push_back({"sed_logits", {{1, ""}, {frames, ""}, tracks, {classes, ""}}, "float32"});
+  c.outputs.push_back({"doa", {{1, ""}, {frames, ""}, tracks, {classes, ""}, {3, ""}}, "float32"});
+  for (const StreamState& x : s.states) {
+    std::vector<Dim> shape;
+    for (int64_t d : x.shape) shape.push_back({d, ""});
+    c.inputs.push_back({x.input, shape, x.dtype});
+    c.outputs.push_back({x.output, shape, x.dtype});
+  }
+  return c;
+}
+
+std::vector<std::string> graph_problems(const fs::path& root, const std::string& name, const GraphContract& c) {
   onnx::ModelProto model;
   std::ifstream in(root / name, std::ios::binary);
   if (!in || !model.ParseFromIstream(&in)) return {name + ": not a readable ONNX model (DecodeError)"};
@@ -71,22 +101,22 @@ std::vector<std::string> graph_problems(const fs::path& root, const std::string&
     }
     init.insert(t.name());
   }
-  if (!m) return {};
   std::vector<const onnx::ValueInfoProto*> inputs, outputs;
   for (const auto& v : g.input()) {
     if (!init.count(v.name())) inputs.push_back(&v);
   }
   for (const auto& v : g.output()) outputs.push_back(&v);
-  auto problems = io_problems(name, "input", inputs, m->inputs);
-  auto more = io_problems(name, "output", outputs, m->outputs);
+  auto problems = io_problems(name, "input", inputs, c.inputs, c.fixed);
+  auto more = io_problems(name, "output", outputs, c.outputs, c.fixed);
   problems.insert(problems.end(), more.begin(), more.end());
+  if (c.precision.empty()) return problems;
   bool has_qdq = false;
   for (const auto& n : g.node()) has_qdq = has_qdq || n.op_type() == "QuantizeLinear" || n.op_type() == "DequantizeLinear";
-  if ((m->precision == "int8" || m->precision == "best") && !has_qdq) {
-    problems.push_back(name + ": the manifest says " + m->precision +
+  if ((c.precision == "int8" || c.precision == "best") && !has_qdq) {
+    problems.push_back(name + ": the manifest says " + c.precision +
                        ", but the graph has no QuantizeLinear/DequantizeLinear nodes");
-  } else if ((m->precision == "fp32" || m->precision == "fp16") && has_qdq) {
-    problems.push_back(name + ": the manifest says " + m->precision + ", but the graph is quantized (Q/DQ nodes)");
+  } else if ((c.precision == "fp32" || c.precision == "fp16") && has_qdq) {
+    problems.push_back(name + ": the manifest says " + c.precision + ", but the graph is quantized (Q/DQ nodes)");
   }
   return problems;
 }
@@ -144,11 +174,10 @@ std::vector<std::string> golden_problems(const fs::path& path, const Manifest& m
 
 }  // namespace
 
-std::vector<std::string> contract_problems(const fs::path& root, const Manifest& m,
-                                           const std::vector<std::string>& stream_graphs) {
-  auto problems = graph_problems(root, m.model, &m);
-  for (const std::string& g : stream_graphs) {
-    auto more = graph_problems(root, g, nullptr);
+std::vector<std::string> contract_problems(const fs::path& root, const Manifest& m) {
+  auto problems = graph_problems(root, m.model, GraphContract{m.inputs, m.outputs, m.precision});
+  if (m.stream) {
+    auto more = graph_problems(root, m.stream->graph, stream_contract(m));
     problems.insert(problems.end(), more.begin(), more.end());
   }
   auto golden = golden_problems(root / m.golden, m);

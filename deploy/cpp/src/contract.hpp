@@ -1,7 +1,9 @@
 // Does a bundle's manifest describe its files (deploy/contract.py)? The ONNX graphs' inputs and
 // outputs (names, ranks, element types, static dims), Q/DQ nodes exactly when the precision is
-// INT8, graphs that hold their own weights, golden arrays of the promised shapes; read with
-// Debian's libonnx protobuf classes and libzip, before anything in the bundle runs.
+// INT8, graphs that hold their own weights, a stream graph whose inputs and outputs are exactly
+// the hop of audio, the frame and the manifest's states (all fixed), golden arrays of the
+// promised shapes; read with Debian's libonnx protobuf classes and libzip, before anything in
+// the bundle runs.
 #pragma once
 
 #include <filesystem>
@@ -12,8 +14,6 @@
 
 namespace at2seld::detail {
 
-// `stream_graphs`: the stream encoder and decoder files, checked only for parsing.
-std::vector<std::string> contract_problems(const std::filesystem::path& root, const Manifest& m,
-                                           const std::vector<std::string>& stream_graphs);
+std::vector<std::string> contract_problems(const std::filesystem::path& root, const Manifest& m);
 
 }  // namespace at2seld::detail

@@ -18,19 +18,9 @@ const char* const kToolkitVersion = AT2SELD_TOOLKIT_VERSION;
 
 namespace {
 
-constexpr const char* kFormat = "at2seld-edge.bundle/1";
+constexpr const char* kFormat = "at2seld-edge.bundle/2";
 constexpr const char* kManifest = "manifest.json";
 constexpr uintmax_t kMaxManifestBytes = 16u << 20;
-
-// Python's f"{n:,}".
-std::string thousands(uintmax_t n) {
-  std::string digits = std::to_string(n), out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i && (digits.size() - i) % 3 == 0) out += ',';
-    out += digits[i];
-  }
-  return out;
-}
 
 std::string join(const std::vector<std::string>& parts) {
   std::string out;
@@ -64,6 +54,21 @@ TensorSpec tensor_spec(const json& j) {
   return t;
 }
 
+StreamSpec stream_spec(const json& s) {
+  StreamSpec spec;
+  spec.graph = s.at("graph");
+  if (s.contains("engine") && !s.at("engine").is_null()) spec.engine = s.at("engine").get<std::string>();
+  spec.hop_samples = s.at("hop_samples");
+  spec.lookahead_samples = s.at("lookahead_samples");
+  spec.context_samples = s.at("context_samples");
+  spec.history_frames = s.at("history_frames");
+  for (const json& x : s.at("states")) {
+    spec.states.push_back(StreamState{x.at("name"), x.at("input"), x.at("output"), x.value("dtype", "float32"),
+                                      x.at("shape").get<std::vector<int64_t>>()});
+  }
+  return spec;
+}
+
 Manifest from_json(const json& j) {
   Manifest m;
   m.format = kFormat;
@@ -81,7 +86,7 @@ Manifest from_json(const json& j) {
   const json& w = j.at("window");
   m.window = Window{w.at("dynamic_time"), w.at("samples"), w.at("min_samples"), w.at("max_samples")};
   m.causal = j.at("causal");
-  m.has_stream_graphs = j.contains("stream") && !j.at("stream").is_null();
+  if (j.contains("stream") && !j.at("stream").is_null()) m.stream = stream_spec(j.at("stream"));
   m.class_names = j.at("class_names").get<std::vector<std::string>>();
   for (const json& t : j.at("thresholds")) m.thresholds.push_back(static_cast<float>(t.get<double>()));
   for (auto it = j.at("tolerances").begin(); it != j.at("tolerances").end(); ++it) {
@@ -110,7 +115,7 @@ std::vector<std::string> named_files(const json& j) {
   }
   for (const char* owner : {"stream", "engine"}) {
     if (!j.contains(owner) || j.at(owner).is_null()) continue;
-    for (const char* key : {"encoder", "decoder", "file", "layer_info"}) add(j.at(owner), key);
+    for (const char* key : {"graph", "engine", "file", "layer_info"}) add(j.at(owner), key);
   }
   return names;
 }
@@ -163,7 +168,34 @@ std::vector<std::string> file_problems(const fs::path& root, const json& j) {
   return problems;
 }
 
-// The pydantic model validators of Window and BundleManifest (run once the fields are valid).
+constexpr int64_t kMaxStateBytes = int64_t{1} << 30;  // deploy/bundle.py MAX_STATE_BYTES
+
+// The Stream model's validator: distinct state names, inputs and outputs; bounded state.
+std::string stream_problem(const StreamSpec& s) {
+  std::set<std::string> names = {"audio", "sed_logits", "doa"}, layers;
+  size_t count = 3;
+  for (const StreamState& x : s.states) {
+    names.insert(x.input);
+    names.insert(x.output);
+    layers.insert(x.name);
+    count += 2;
+  }
+  if (names.size() != count || layers.size() != s.states.size()) {
+    return "stream: every state needs its own name, input and output, none named audio, sed_logits or doa";
+  }
+  double bytes = 0;  // in double: a forged shape cannot overflow it
+  for (const StreamState& x : s.states) {
+    double n = 4;
+    for (int64_t d : x.shape) n *= static_cast<double>(d);
+    bytes += n;
+  }
+  if (bytes > static_cast<double>(kMaxStateBytes)) {
+    return "stream: the states hold more than " + thousands(static_cast<uintmax_t>(kMaxStateBytes)) + " bytes";
+  }
+  return "";
+}
+
+// The pydantic model validators of Window, Stream and BundleManifest (run once the fields are valid).
 std::vector<std::string> validator_problems(const Manifest& m, const std::vector<std::string>& field_problems) {
   const Window& w = m.window;
   std::vector<std::string> problems;
@@ -175,6 +207,11 @@ std::vector<std::string> validator_problems(const Manifest& m, const std::vector
                               static_cast<long long>(w.max_samples)));
   } else if (window_fields_ok && !w.dynamic_time && !(w.min_samples == w.samples && w.samples == w.max_samples)) {
     problems.push_back("key `window`: window: a static window has min_samples = samples = max_samples");
+  }
+  bool stream_fields_ok = std::none_of(field_problems.begin(), field_problems.end(),
+                                       [](const std::string& p) { return p.rfind("key `stream.", 0) == 0; });
+  if (m.stream && stream_fields_ok && !stream_problem(*m.stream).empty()) {
+    problems.push_back("key `stream`: " + stream_problem(*m.stream));
   }
   if (!problems.empty() || !field_problems.empty()) return problems;
   const int64_t hop = m.label_hop_samples;
@@ -190,6 +227,10 @@ std::vector<std::string> validator_problems(const Manifest& m, const std::vector
   }
   if (m.thresholds.size() != m.class_names.size()) {
     return {format("%zu thresholds for %zu classes", m.thresholds.size(), m.class_names.size())};
+  }
+  if (m.stream && m.stream->hop_samples != hop) {
+    return {format("stream.hop_samples %lld is not the label hop (%lld samples)",
+                   static_cast<long long>(m.stream->hop_samples), static_cast<long long>(hop))};
   }
   if (unique.size() != m.class_names.size()) return {"class_names repeats a name"};
   for (size_t k = 0; k < 2; ++k) {
@@ -262,9 +303,7 @@ Manifest load_manifest(const fs::path& root) {
   }
   problems = file_problems(root, j);
   if (!problems.empty()) throw Error(root.string() + ": bundle integrity check failed: " + join(problems), ErrorKind::Check);
-  std::vector<std::string> stream_graphs;
-  if (m.has_stream_graphs) stream_graphs = {j["stream"]["encoder"], j["stream"]["decoder"]};
-  problems = contract_problems(root, m, stream_graphs);
+  problems = contract_problems(root, m);
   if (!problems.empty()) {
     throw Error(root.string() + ": the manifest does not describe its files: " + join(problems), ErrorKind::Check);
   }

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 
 #include "at2seld/runtime.hpp"
@@ -43,9 +44,61 @@ Backend choose_backend(const Manifest& m, Backend wanted) {
 struct Runtime::Impl {
   fs::path root;
   Manifest manifest;
+  Options options;
   Backend backend;
   std::unique_ptr<detail::GraphSession> session;
   int tracks = 0, classes = 0;
+};
+
+// One stream: the stream graph's session, the state (by graph input name, fixed sizes), the
+// partial hop (planar, 4 x hop) and the next frame's number.
+struct Streamer::Impl {
+  std::unique_ptr<detail::GraphSession> session;
+  StreamSpec spec;
+  std::vector<float> thresholds;
+  int tracks = 0, classes = 0;
+  std::vector<float> pending;
+  int64_t filled = 0, next_frame = 0;
+  std::map<std::string, std::vector<float>> state;
+
+  void reset() {
+    for (const StreamState& x : spec.states) state[x.input].assign(static_cast<size_t>(x.elements()), 0.0f);
+    filled = next_frame = 0;
+  }
+
+  // Copies `n` samples per channel of `audio` from `pos` into the partial hop.
+  void take(const float* audio, int64_t samples, int64_t& pos, int64_t n) {
+    const int64_t hop = spec.hop_samples;
+    for (int64_t c = 0; c < 4; ++c) {
+      std::copy_n(audio + c * samples + pos, n, pending.begin() + c * hop + filled);
+    }
+    pos += n;
+    filled += n;
+  }
+
+  // Runs the stream graph on the full hop: frame k of `p`, and the next state.
+  void hop(Prediction& p, int64_t k) {
+    const int64_t NC = static_cast<int64_t>(tracks) * classes;
+    std::vector<detail::Feed> feeds = {{"audio", {1, 4, spec.hop_samples}, pending.data()}};
+    for (const StreamState& x : spec.states) feeds.push_back({x.input, x.shape, state[x.input].data()});
+    auto out = session->run(feeds);
+    for (const StreamState& x : spec.states) {
+      std::vector<float>& next = out.at(x.output).data;
+      if (static_cast<int64_t>(next.size()) != x.elements()) {
+        throw Error(spec.graph + ": state " + x.output + " came back with " + std::to_string(next.size()) +
+                    " values, the manifest says " + std::to_string(x.elements()), ErrorKind::Check);
+      }
+      state[x.input].swap(next);
+    }
+    const std::vector<float>& logits = out.at("sed_logits").data;
+    const std::vector<float>& doa = out.at("doa").data;
+    for (int64_t i = 0; i < NC; ++i) {
+      p.probabilities[static_cast<size_t>(k * NC + i)] = static_cast<float>(detail::sigmoid(logits[static_cast<size_t>(i)]));
+    }
+    std::copy_n(doa.begin(), NC * 3, p.doa.begin() + k * NC * 3);
+    filled = 0;
+    ++next_frame;
+  }
 };
 
 Runtime::Runtime(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -56,6 +109,7 @@ Runtime::~Runtime() = default;
 Runtime Runtime::open(const fs::path& bundle_dir, const Options& options) {
   auto impl = std::make_unique<Impl>();
   impl->root = bundle_dir;
+  impl->options = options;
   impl->manifest = detail::load_manifest(bundle_dir);
   const Manifest& m = impl->manifest;
   impl->backend = detail::choose_backend(m, options.backend);
@@ -124,23 +178,56 @@ Prediction Runtime::predict(const float* audio, int64_t samples) {
 }
 
 Streamer Runtime::stream() {
-  if (!impl_->manifest.has_stream_graphs) {
-    throw Error(impl_->root.string() + ": this model is not causal (bidirectional smoother), so it does not stream; "
-                "build a causal config (smoother.causal: true)", ErrorKind::Usage);
+  const Manifest& m = impl_->manifest;
+  if (!m.stream) {
+    throw Error(impl_->root.string() + ": this model is not causal, so it does not stream; build a streaming bundle: "
+                "`edge build --streaming` (the embedded causal default) or a causal checkpoint (smoother.causal: true)",
+                ErrorKind::Usage);
   }
-  throw Error(impl_->root.string() + ": this bundle's stream graphs re-run the track transformer over the whole "
-              "history each hop; the C++ runtime streams only stream graphs whose state has a fixed shape "
-              "(a bounded key/value cache), which no bundle has yet: use edge run --stream", ErrorKind::Usage);
+  auto impl = std::make_unique<Streamer::Impl>();
+  Options options = impl_->options;
+  if (options.intra_op_threads == 0) options.intra_op_threads = 1;  // one hop is too little work to split
+  detail::SessionRequest request{impl_->root, m, m.stream->graph, options};
+  impl->session = detail::backend_registry().at(impl_->backend)(request);
+  impl->spec = *m.stream;
+  impl->thresholds = m.thresholds;
+  impl->tracks = impl_->tracks;
+  impl->classes = impl_->classes;
+  impl->pending.assign(static_cast<size_t>(4 * impl->spec.hop_samples), 0.0f);
+  impl->reset();
+  return Streamer(std::move(impl));
 }
 
-struct Streamer::Impl {};
 Streamer::Streamer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Streamer::Streamer(Streamer&&) noexcept = default;
 Streamer& Streamer::operator=(Streamer&&) noexcept = default;
 Streamer::~Streamer() = default;
 
-StreamFrames Streamer::push(const float*, int64_t, bool) {
-  throw Error("this streamer has no stream graphs to run", ErrorKind::Usage);
+void Streamer::reset() { impl_->reset(); }
+
+StreamFrames Streamer::push(const float* audio, int64_t samples, bool final) {
+  if (samples < 0) throw Error("stream: " + std::to_string(samples) + " samples pushed", ErrorKind::Usage);
+  std::string bad = detail::describe_non_finite(audio, samples);
+  if (!bad.empty()) throw Error("stream: " + bad + "; `edge run --repair` zeros them");
+  Impl& s = *impl_;
+  const int64_t hop = s.spec.hop_samples, N = s.tracks, C = s.classes;
+  StreamFrames out;
+  out.first_frame = s.next_frame;
+  Prediction& p = out.frames;
+  p.frames = (s.filled + samples) / hop;
+  p.tracks = s.tracks;
+  p.classes = s.classes;
+  p.probabilities.resize(static_cast<size_t>(p.frames * N * C));
+  p.doa.resize(static_cast<size_t>(p.frames * N * C * 3));
+  int64_t pos = 0;
+  for (int64_t k = 0; k < p.frames; ++k) {
+    s.take(audio, samples, pos, hop - s.filled);
+    s.hop(p, k);
+  }
+  s.take(audio, samples, pos, samples - pos);
+  p.detections = detail::decode(p, s.thresholds, out.first_frame);
+  if (final) s.reset();
+  return out;
 }
 
 }  // namespace at2seld

@@ -63,6 +63,10 @@ struct Checker {
     switch (kind) {
       case Kind::Str:
         if (!v.is_string()) return fail(loc, "Input should be a valid string", v);
+        if (v.get<std::string>().size() < r.min_length) {
+          return fail(loc, "String should have at least " + std::to_string(r.min_length) +
+                               (r.min_length == 1 ? " character" : " characters"), v);
+        }
         if (!r.literal.empty() && std::find(r.literal.begin(), r.literal.end(), v.get<std::string>()) == r.literal.end()) {
           return fail(loc, "Input should be " + literal_list(r.literal), v);
         }
@@ -151,6 +155,10 @@ Rule file_name(const char* key) {
   r.file_name = true;
   return r;
 }
+Rule min_length(Rule r, size_t n) {  // a string of at least n characters
+  r.min_length = n;
+  return r;
+}
 Rule literal(const char* key, std::vector<std::string> values) {
   Rule r{key, Kind::Str};
   r.literal = std::move(values);
@@ -207,11 +215,15 @@ const Schema& manifest_schema() {
   static const Schema window = {field("dynamic_time", Kind::Bool), bound(field("samples", Kind::Int), B::Gt, 0, "0"),
                                 bound(field("min_samples", Kind::Int), B::Gt, 0, "0"),
                                 bound(field("max_samples", Kind::Int), B::Gt, 0, "0")};
-  static const Schema stream = {file_name("encoder"), file_name("decoder"),
-                                bound(field("context_samples", Kind::Int), B::Ge, 0, "0"),
+  static const Schema state = {min_length(field("name", Kind::Str), 1), min_length(field("input", Kind::Str), 1),
+                               min_length(field("output", Kind::Str), 1),
+                               bound(list("shape", Kind::Int, nullptr, 1), B::Ge, 1, "1"),
+                               optional(literal("dtype", {"float32"}), false)};
+  static const Schema stream = {file_name("graph"), bound(field("hop_samples", Kind::Int), B::Gt, 0, "0"),
                                 bound(field("lookahead_samples", Kind::Int), B::Ge, 0, "0"),
-                                bound(field("hop_samples", Kind::Int), B::Gt, 0, "0"),
-                                bound(list("state_shape", Kind::Int), B::Ge, 1, "1")};
+                                bound(field("context_samples", Kind::Int), B::Ge, 0, "0"),
+                                bound(field("history_frames", Kind::Int), B::Ge, 1, "1"),
+                                list("states", Kind::Obj, &state, 1), optional(file_name("engine"))};
   auto tolerance = [](const char* key, B::Op low, double low_value, const char* low_text, double high,
                       const char* high_text) {
     return optional(bound(bound(field(key, Kind::Num), low, low_value, low_text), B::Le, high, high_text));
@@ -239,7 +251,7 @@ const Schema& manifest_schema() {
   static const Schema manifest = [&] {
     Rule files = map("files", Kind::Obj, &file);
     files.file_name = true;
-    return Schema{optional(literal("format", {"at2seld-edge.bundle/1"}), false), field("toolkit_version", Kind::Str),
+    return Schema{optional(literal("format", {"at2seld-edge.bundle/2"}), false), field("toolkit_version", Kind::Str),
                   field("created_utc", Kind::Str), field("target", Kind::Str), field("target_tensorrt", Kind::Str),
                   literal("precision", {"fp32", "fp16", "int8", "best"}), file_name("model"),
                   list("inputs", Kind::Obj, &tensor, 1), list("outputs", Kind::Obj, &tensor, 2),

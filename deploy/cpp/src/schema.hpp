@@ -33,7 +33,7 @@ struct Rule {
   std::vector<std::string> literal;  // Str: the allowed values
   std::string pattern;             // Str: a regex it must match
   bool file_name = false;          // Str: a plain relative file name inside the bundle
-  size_t min_length = 0;           // List
+  size_t min_length = 0;           // List: items; Str: characters
 };
 
 // Why `name` is not a plain relative file name inside a bundle (bundle.py's _plain_name), or "".

@@ -102,4 +102,13 @@ std::string py_repr(const std::string& s) {
   return out + quote;
 }
 
+std::string thousands(uintmax_t n) {
+  std::string digits = std::to_string(n), out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
 }  // namespace at2seld::detail

@@ -1,6 +1,7 @@
 // Small shared helpers: atomic writes, sha256 (OpenSSL), formatting.
 #pragma once
 
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <string>
@@ -33,5 +34,8 @@ double percentile(std::vector<double> values, double q);
 
 // Python's repr() of a str, as the Python messages show names ('x').
 std::string py_repr(const std::string& s);
+
+// Python's f"{n:,}".
+std::string thousands(uintmax_t n);
 
 }  // namespace at2seld::detail

@@ -147,12 +147,12 @@ INSTANTIATE_TEST_SUITE_P(Bundles, FileNames,
 TEST(Manifest, FormatAndMajorVersion) {
   fs::path b = copy_bundle();
   fs::path mpath = b / "manifest.json";
-  edit_manifest(b, [](json& m) { m["format"] = "at2seld-edge.bundle/2"; });
-  EXPECT_EQ(open_error(b), mpath.string() + ": bundle format 'at2seld-edge.bundle/2'; this toolkit (" +
+  edit_manifest(b, [](json& m) { m["format"] = "at2seld-edge.bundle/1"; });  // an older toolkit's bundle
+  EXPECT_EQ(open_error(b), mpath.string() + ": bundle format 'at2seld-edge.bundle/1'; this toolkit (" +
                                read_manifest(fixture("fp32"))["toolkit_version"].get<std::string>() +
-                               ") reads 'at2seld-edge.bundle/1'");
+                               ") reads 'at2seld-edge.bundle/2'");
   edit_manifest(b, [](json& m) {
-    m["format"] = "at2seld-edge.bundle/1";
+    m["format"] = "at2seld-edge.bundle/2";
     m["toolkit_version"] = "7.0.0";
   });
   EXPECT_NE(open_error(b).find(": made by at2seld-edge 7.0.0; this is "), std::string::npos);

@@ -89,15 +89,6 @@ TEST(Predict, NonFiniteAudioIsRefused) {
             "zeros them");
 }
 
-TEST(Stream, NonCausalBundleDoesNotStream) {
-  Runtime rt = Runtime::open(fixture("fp32"));
-  auto e = error_of([&] { rt.stream(); });
-  EXPECT_EQ(e.kind(), ErrorKind::Usage);
-  EXPECT_EQ(std::string(e.what()), fixture("fp32").string() + ": this model is not causal (bidirectional smoother), "
-                                                              "so it does not stream; build a causal config "
-                                                              "(smoother.causal: true)");
-}
-
 TEST(Backends, TensorRTWithoutAnEngineIsRefused) {
   auto e = error_of([&] { Runtime::open(fixture("fp32"), at2seld::Backend::TensorRT); });
   EXPECT_EQ(e.kind(), ErrorKind::Usage);

@@ -1,5 +1,6 @@
-// `at2seld-bench`: latency of one window (= per hop with a sliding window), throughput,
-// real-time factor and host memory, reported in the same JSON schema as `edge bench`.
+// `at2seld-bench`: latency of one window (= per hop with a sliding window), of one streamed hop
+// for causal bundles, throughput, real-time factor and host memory, reported in the same JSON
+// schema as `edge bench`.
 #pragma once
 
 #include <filesystem>
@@ -23,6 +24,11 @@ struct AT2SELD_API BenchReport {
   LatencyStats window;
   double throughput_windows_per_s = 0, audio_seconds_per_s = 0, rtf_window = 0, rtf_hop = 0;
   std::optional<double> host_rss_mb, host_peak_rss_mb;
+  // Causal bundles: one streamed hop (the stream graph), the state it carries, and sound to
+  // detection (lookahead + one hop's compute, median).
+  std::optional<LatencyStats> stream_hop;
+  std::optional<int64_t> stream_state_bytes;
+  std::optional<double> sound_to_detection_ms;
 
   std::string json() const;      // edge bench's BenchReport.to_dict() keys
   std::string markdown() const;  // edge bench's Markdown

@@ -72,6 +72,32 @@ struct EngineInfo {
   std::string file, builder, tensorrt_version, gpu_name, compute_capability;
 };
 
+// One tensor of a stream's state: a causal layer's left context, fed to the stream graph as
+// `input` and returned for the next hop as `output`, of a fixed shape (float32).
+struct StreamState {
+  std::string name, input, output, dtype;
+  std::vector<int64_t> shape;
+  int64_t elements() const {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return n;
+  }
+};
+
+// The stream graph of a causal model: one hop of audio (1, 4, hop_samples) and every state in,
+// the hop's frame and every next state out, all shapes fixed; a stream starts from zeros.
+struct StreamSpec {
+  std::string graph;
+  std::optional<std::string> engine;  // the stream graph's TensorRT engine, beside the bundle's engine
+  int64_t hop_samples = 0, lookahead_samples = 0, context_samples = 0, history_frames = 0;
+  std::vector<StreamState> states;
+  int64_t state_bytes() const {
+    int64_t n = 0;
+    for (const StreamState& s : states) n += 4 * s.elements();
+    return n;
+  }
+};
+
 // The manifest fields a caller needs; the rest is checked at open() and not kept.
 struct Manifest {
   std::string format, toolkit_version, target, precision, model, golden, channel_order;
@@ -81,7 +107,7 @@ struct Manifest {
   int64_t label_hop_samples = 0;
   Window window;
   bool causal = false;
-  bool has_stream_graphs = false;
+  std::optional<StreamSpec> stream;  // causal models: the stream graph and its state
   std::vector<std::string> class_names;
   std::vector<float> thresholds;
   std::map<std::string, std::optional<double>> tolerances;
@@ -142,7 +168,8 @@ class AT2SELD_API Runtime {
   // A whole clip in the bundle's windows, decoded with its thresholds (as SeldRuntime.predict
   // and edge run): the clip's whole label frames.
   Prediction predict(const float* audio, int64_t samples);
-  // A streamer over the bundle's stream graphs; throws Error (Usage) for a bundle without them.
+  // A streamer over the bundle's stream graph (on this runtime's backend; TensorRT needs the
+  // bundle's stream engine); throws Error (Usage) for a bundle without one (a model not causal).
   Streamer stream();
 
  private:
@@ -151,20 +178,23 @@ class AT2SELD_API Runtime {
   std::unique_ptr<Impl> impl_;
 };
 
-// Frames completed by one push: probabilities/doa hold `frames` frames from `first_frame` on.
+// Frames completed by one push: probabilities/doa hold `frames` frames from `first_frame` on;
+// the detections carry their frame numbers from the start of the stream.
 struct StreamFrames {
   int64_t first_frame = 0;
   Prediction frames;
 };
 
-// Feeds audio in pieces of any length; each push returns the label frames it completes as soon
-// as the encoders' lookahead allows (final = true flushes the rest), equal to a whole-clip
-// inference of the same causal model. Made only by Runtime::stream(), which runs stream graphs
-// whose state is fixed-shape graph inputs/outputs named in the manifest; the stream graphs
-// bundles have today (a fused history that grows each hop) are refused by Runtime::stream().
+// Feeds audio (planar, `samples` per channel) in pieces of any length; each push returns the
+// label frames it completes, each as soon as its hop of audio is in, equal to a whole-clip
+// inference of the same causal model (as the Python Streamer). Each hop runs the bundle's stream
+// graph once with the state the manifest names (fixed shapes), so memory stays flat. `final`
+// ends the stream: a partial last hop is dropped (not a whole label frame) and the next push
+// starts a new stream from zeros. Made by Runtime::stream().
 class AT2SELD_API Streamer {
  public:
   StreamFrames push(const float* audio, int64_t samples, bool final = false);
+  void reset();  // a new stream: zero state, nothing pending, frames counted from 0
   Streamer(Streamer&&) noexcept;
   Streamer& operator=(Streamer&&) noexcept;
   ~Streamer();

@@ -1,0 +1,108 @@
+"""Streaming bundles: the stream graph's state in the manifest, the stream graph checked against it
+at load, the lint covering it, its engine kept for an RTX target, and what `edge bench` reports."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import onnx
+import pytest
+
+from at2seld_edge.deploy.bench import bench
+from at2seld_edge.deploy.bundle import MANIFEST, load_bundle, write_manifest
+from at2seld_edge.deploy.devices import load_device
+from at2seld_edge.deploy.runtime import SeldRuntime, stream_engine_session
+from at2seld_edge.deploy.trt_check import check_bundle_graphs
+from at2seld_edge.errors import EdgeError
+from tests.deploy.test_bundle_trust import manifest, refused, rewrite
+from tests.deploy.test_engine import NEEDS_RTX
+
+
+@pytest.fixture
+def causal_copy(causal_bundle, tmp_path):
+    dst = tmp_path / "b"
+    shutil.copytree(causal_bundle, dst)
+    return dst
+
+
+def test_manifest_names_every_state_with_its_shape(causal_bundle):
+    m = load_bundle(causal_bundle).manifest
+    s = m.stream
+    assert (s.graph, s.hop_samples, s.lookahead_samples) == ("stream.onnx", 2400, 0)
+    proto = onnx.load(str(causal_bundle / s.graph))
+    graph_inputs = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in proto.graph.input}
+    assert graph_inputs == {"audio": [1, 4, 2400], **{x.input: x.shape for x in s.states}}
+    assert [o.name for o in proto.graph.output] == ["sed_logits", "doa", *(x.output for x in s.states)]
+    names = [x.name for x in s.states]
+    assert names[0] == "frontend.stft" and names[-1] == "smoother" and "track_transformer.valid" in names
+    assert s.state_bytes == sum(4 * int(__import__("math").prod(x.shape)) for x in s.states) > 0
+    assert "## Stream graph" in (causal_bundle / "lint.md").read_text()
+    steps = {x["step"]: x["result"] for x in m.steps}
+    assert "lint of stream.onnx: 0 errors" in steps["stream graph"]
+
+
+def _edit_state(b, index: int, **changes):
+    data = manifest(b)
+    data["stream"]["states"][index].update(changes)
+    rewrite(b, stream=data["stream"])
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (dict(shape=[1, 4, 273]), "input state_in.frontend.stft axis 2 is 272 in the graph, 273 in the manifest"),
+    (dict(input="state_in.other"), "stream.onnx: inputs"),
+    (dict(output="state_out.other"), "stream.onnx: outputs"),
+    (dict(shape=[1, 4, 272, 1]), "has rank 3, the manifest says 4"),
+])
+def test_a_stream_graph_that_disagrees_with_the_manifest_is_refused(causal_copy, change, fragment):
+    _edit_state(causal_copy, 0, **change)
+    refused(causal_copy, "the manifest does not describe its files", fragment)
+
+
+def test_a_missing_state_or_another_graph_is_refused(causal_copy):
+    data = manifest(causal_copy)
+    rewrite(causal_copy, stream={**data["stream"], "states": data["stream"]["states"][1:]})
+    refused(causal_copy, "stream.onnx: inputs")
+    rewrite(causal_copy, stream=data["stream"])
+    load_bundle(causal_copy)
+    shutil.copy(causal_copy / data["model"], causal_copy / "stream.onnx")  # a graph of dynamic shapes, re-hashed
+    rewrite(causal_copy)
+    refused(causal_copy, "stream.onnx: inputs ['audio'], the manifest says ['audio', 'state_in.frontend.stft'")
+
+
+def test_state_names_must_be_distinct(causal_copy):
+    data = manifest(causal_copy)
+    data["stream"]["states"][1]["output"] = data["stream"]["states"][0]["output"]
+    (causal_copy / MANIFEST).write_text(json.dumps(data))
+    refused(causal_copy, "every state needs its own name, input and output")
+
+
+def test_bench_reports_hop_latency_sound_to_detection_and_state_bytes(causal_bundle):
+    rt = SeldRuntime(causal_bundle, "onnxruntime")
+    report = bench(rt, iterations=4, warmup=1)
+    assert report.stream_state_bytes == rt.manifest.stream.state_bytes
+    assert report.sound_to_detection_ms == pytest.approx(report.stream_hop.median_ms)  # no lookahead
+    assert "state carried between hops" in report.markdown()
+
+
+@NEEDS_RTX
+def test_an_rtx_target_keeps_the_stream_engine_beside_the_model_engine(causal_copy):
+    manifest = json.loads((causal_copy / MANIFEST).read_text())
+    check, engine = check_bundle_graphs(causal_copy, manifest, load_device("rtx-a2000"))
+    assert {g.role: g.built for g in check.graphs}["stream"]
+    assert engine["file"] == "model.engine" and manifest["stream"]["engine"] == "stream.engine"
+    write_manifest(causal_copy, {**{k: v for k, v in manifest.items() if k != "files"}, "engine": engine})
+    bundle = load_bundle(causal_copy)  # both engines hashed, the stream entry names its engine
+    assert bundle.manifest.stream.engine == "stream.engine" and (causal_copy / "stream.engine").stat().st_size > 1e5
+    with pytest.raises(EdgeError, match="no tensorrt engine for the stream graph"):  # built by TensorRT-RTX
+        stream_engine_session(bundle, "tensorrt")
+
+
+def test_streaming_builds_need_a_causal_model_and_default_to_the_causal_checkpoint():
+    from at2seld_edge.deploy.build import BuildOptions, plan_build
+
+    with pytest.raises(EdgeError, match="--streaming: untrained at2seld-nano is at2seld-nano, which is not causal") as e:
+        plan_build(BuildOptions(target="jetson-orin", streaming=True, config="at2seld-nano"), say=lambda m: None)
+    assert e.value.kind.name == "USAGE"
+    plan = plan_build(BuildOptions(target="jetson-orin", streaming=True), say=lambda m: None)
+    assert plan.source.endswith("at2seld-nano-causal-synth.pt") and plan.checkpoint.config.causal
