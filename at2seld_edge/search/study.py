@@ -60,11 +60,11 @@ SCHEMA_RACE_RETRIES = 5
 
 
 def _schema_race(e: Exception) -> bool:
-    """Workers that open a new database at once all create Optuna's tables; on PostgreSQL the
-    losers get a unique violation (or "already exists") from the system catalogue."""
-    from sqlalchemy.exc import IntegrityError, ProgrammingError
+    """Workers that open a new database at once all create Optuna's tables; the losers get a
+    unique violation from PostgreSQL's catalogue, or "table ... already exists" (SQLite too)."""
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
-    return isinstance(e, (IntegrityError, ProgrammingError)) and (
+    return isinstance(e, (IntegrityError, OperationalError, ProgrammingError)) and (
         "already exists" in str(e) or "duplicate key" in str(e))
 
 

@@ -183,3 +183,31 @@ def test_command_line_mistakes_are_one_line(tmp_path, tiny_data, args, code, fra
     r = edge("search", "--data", str(tiny_data.spec_path), "--target", "jetson-orin", "--budget", "realtime-100ms",
              "--out", str(tmp_path / "out"), *args)
     assert_user_error(r, code, fragment)
+
+
+def test_a_schema_race_with_another_worker_is_retried(tmp_path, monkeypatch):
+    """Two workers opening a new database both create Optuna's tables; the loser retries (the
+    tables exist then) instead of stopping. Other database errors stay one line."""
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    from at2seld_edge.search import study as study_mod
+
+    real, calls = optuna.storages.RDBStorage, []
+
+    def racing(url, **kw):
+        calls.append(url)
+        if len(calls) == 1:
+            raise OperationalError("CREATE TABLE study_directions", {}, Exception("table study_directions already exists"))
+        return real(url, **kw)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
+    monkeypatch.setattr(study_mod.time, "sleep", lambda s: None)
+    open_storage(f"sqlite:///{tmp_path / 's.db'}", None)
+    assert len(calls) == 2
+    assert study_mod._schema_race(IntegrityError("INSERT", {}, Exception('duplicate key value violates unique '
+                                                                        'constraint "pg_type_typname_nsp_index"')))
+    locked = OperationalError("SELECT", {}, Exception("database is locked"))
+    assert not study_mod._schema_race(locked)
+    monkeypatch.setattr(optuna.storages, "RDBStorage", lambda url, **kw: (_ for _ in ()).throw(locked))
+    with pytest.raises(EdgeError, match="cannot open .OperationalError"):
+        open_storage(f"sqlite:///{tmp_path / 't.db'}", None)
