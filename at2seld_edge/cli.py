@@ -777,21 +777,18 @@ def search_cmd(
     estimate, under the budget's limits as constraints. Several processes with one --storage and
     --study share the work."""
     _search_extra()
-    from at2seld_edge.options import ProfilePrecision
     from at2seld_edge.search.search import SearchOptions, run_search
 
     opts = SearchOptions.from_flags(data=data, out=out_dir, config=config, stage=stage, trials=trials, epochs=epochs,
-                                    storage=storage, study=study, space=space, sampler=sampler, pruner=pruner,
-                                    skip_infeasible=skip_infeasible, seed=seed, heartbeat=heartbeat, device=device,
-                                    workers=workers)
-    if precision not in ProfilePrecision.__args__:  # type: ignore[attr-defined]
-        raise EdgeError(f"--precision {precision!r}: expected fp32, fp16 or int8", ErrorKind.USAGE)
+                                    storage=storage, study=study, space=space, precision=precision, sampler=sampler,
+                                    pruner=pruner, skip_infeasible=skip_infeasible, seed=seed, heartbeat=heartbeat,
+                                    device=device, workers=workers)
     from at2seld_edge.deploy.search_cost import search_device
     from at2seld_edge.search.report import write_outputs
 
     out.print(f"storage: {opts.storage_url()}  (optuna-dashboard {opts.storage_url()})", highlight=False,
               soft_wrap=True)
-    run = run_search(opts, search_device(target, budget, precision), say=_say)
+    run = run_search(opts, search_device(target, budget, opts.precision), say=_say)
     for r in run.results:
         chosen = "nothing (no feasible trial)" if r.chosen is None else (
             f"trial {r.chosen.number}: val SELD {r.chosen.values[0]:.3f}, latency {r.chosen.values[1]:.2f} ms")

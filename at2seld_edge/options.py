@@ -17,7 +17,6 @@ Precision = Literal["fp32", "fp16", "int8", "best"]  # best: INT8 where quantize
 ProfilePrecision = Literal["fp32", "fp16", "int8"]
 CalibMethod = Literal["minmax", "entropy", "percentile"]
 ExecutionDevice = Literal["auto", "cpu", "cuda"]
-PRECISIONS: tuple[str, ...] = Precision.__args__  # type: ignore[attr-defined]
 CALIBRATION_METHODS: tuple[str, ...] = CalibMethod.__args__  # type: ignore[attr-defined]
 
 O = TypeVar("O", bound="StageOptions")

@@ -30,10 +30,10 @@ from at2seld_edge.errors import EdgeError
 from at2seld_edge.io import atomic_path, atomic_write_text
 from at2seld_edge.model import MODULE_NAMES
 from at2seld_edge.onnx_export import INPUT_NAME, module_of_node
+from at2seld_edge.options import CALIBRATION_METHODS
 
 QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
 DSP_SCOPES = ("/frontend/", "/spectrogram_extractor/", "/logmel_extractor/")
-CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 TRT_CALIBRATOR_NAMES = {"minmax": "MinMaxCalibration", "entropy": "EntropyCalibration2",
                         "percentile": "EntropyCalibration2"}
 MIN_CALIBRATION_CLIPS = 4

@@ -63,16 +63,12 @@ def stream_engine_session(bundle: Bundle, builder: str) -> GraphSession:
 
 @RUNTIMES.register("tensorrt")
 def tensorrt_session(bundle: Bundle, graph: str, device: str = "auto") -> GraphSession:
-    from at2seld_edge.deploy.engine import TensorRTRunner
-
-    engine = bundle.manifest.engine
     if bundle.manifest.stream is not None and graph == bundle.manifest.stream.graph:
         return stream_engine_session(bundle, "tensorrt")
-    if engine is None or graph != bundle.manifest.model:
+    if bundle.manifest.engine is None or graph != bundle.manifest.model:
         raise EdgeError(f"{bundle.root}: no TensorRT engine for {graph} in this bundle (built where TensorRT was "
                         "absent): run `edge build` on the device, or use --backend onnxruntime", ErrorKind.USAGE)
-    check_engine_compatible(engine, bundle.root)
-    return TensorRTRunner(bundle.path(engine.file))
+    return engine_runner(bundle, graph, "tensorrt")  # refuses an engine another builder made (TensorRT-RTX's)
 
 
 @RUNTIMES.register("tensorrt-rtx")

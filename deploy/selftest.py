@@ -165,6 +165,7 @@ def _bench(runtime, opts: SelftestOptions, out: Path, precision: str):
 def _fit(report: SelftestReport, benches: list[Path], opts: SelftestOptions, target):
     """Fit the constants of the device the benches measured; compare before and after, and with
     the estimate on the target."""
+    from at2seld_edge.deploy.bundle import read_manifest
     from at2seld_edge.deploy.calibrate import calibrate, read_fit_record, write_device
     from at2seld_edge.deploy.latency_model import estimate_onnx
 
@@ -175,8 +176,9 @@ def _fit(report: SelftestReport, benches: list[Path], opts: SelftestOptions, tar
         record = read_fit_record(path)
         e2e = [row for m, row in zip(record.measurements, rows) if m.fixed][0]  # measurements first: zip stops clean
         bundle = report.out / "bundles" / record.precision
-        model = json.loads((bundle / "manifest.json").read_text())["model"]
-        on_target = estimate_onnx(bundle / model, target, record.precision)
+        manifest = read_manifest(bundle / "manifest.json")
+        # at the window that was benched: a dynamic time axis left alone would be estimated at 1 sample
+        on_target = estimate_onnx(bundle / manifest.model, target, record.precision, samples=manifest.window.samples)
         data = json.loads(path.read_text())
         report.comparisons.append(Comparison(record.precision, data["backend"], record.device, e2e[1], e2e[2], e2e[3],
                                              on_target.total_ms))

@@ -23,13 +23,12 @@ from pydantic import Field
 from at2seld_edge.config import DEFAULT_PRESET, ModelConfig, config_from_dict, load_config
 from at2seld_edge.data.spec import Dataset, load_dataset
 from at2seld_edge.devices_torch import TorchDevice
-from at2seld_edge.errors import EdgeError
 from at2seld_edge.io import atomic_write_text, check_output_dir, markdown_table
 from at2seld_edge.options import StageOptions
 from at2seld_edge.plots import pyplot, save_figure
 from at2seld_edge.registry import Registry
 from at2seld_edge.search.study import WorkerLoop, claim_params, open_storage, record_setup
-from at2seld_edge.training.trainer import Reporter, TrainOptions, train
+from at2seld_edge.training.trainer import TrainOptions, train
 
 METRICS = ("ER", "F", "LE", "LR", "SELD")
 BASE = "base"
@@ -61,8 +60,7 @@ class AblateOptions(StageOptions):
 class Variant:
     label: str  # the row of the table: what differs from the base
     change: Callable[[dict, AblateOptions], None]  # edits the config dict
-    pretrained: bool = True  # starts from --backbone-weights where given
-    needs_weights: bool = False
+    pretrained: bool = True  # starts from --backbone-weights where given; the random-init row needs them
 
 
 VARIANTS: Registry[Callable[[ModelConfig, AblateOptions], Variant]] = Registry("ablation")
@@ -100,7 +98,7 @@ def _doa(cfg: ModelConfig, o: AblateOptions) -> Variant:
 
 
 VARIANTS.register("random-init")(lambda cfg, o: Variant(
-    "backbone: random initialisation instead of pretrained", lambda d, o: None, pretrained=False, needs_weights=True))
+    "backbone: random initialisation instead of pretrained", lambda d, o: None, pretrained=False))
 
 
 def variants(cfg: ModelConfig, opts: AblateOptions) -> dict[str, Variant]:
@@ -108,7 +106,7 @@ def variants(cfg: ModelConfig, opts: AblateOptions) -> dict[str, Variant]:
     out = {BASE: Variant("base", lambda d, o: None)}
     for name in VARIANTS.names():
         v = VARIANTS.get(name)(cfg, opts)
-        if opts.backbone_weights is not None or not v.needs_weights:
+        if opts.backbone_weights is not None or v.pretrained:
             out[name] = v
     return out
 
@@ -153,13 +151,9 @@ def ablation_trial(ab: Ablation, trial: optuna.Trial) -> float:
     claim_params(trial, {"variant": name, "seed": seed})
     variant, cfg = ab.variants[name], ab.config(name, seed)
     run_dir = ab.opts.out / "runs" / f"{name}-seed{seed}"
-    messages: list[str] = []
     weights = ab.opts.backbone_weights if variant.pretrained else None
     train(cfg, ab.data, run_dir, TrainOptions(epochs=ab.opts.epochs, backbone_weights=weights, device=ab.opts.device,
-                                              workers=ab.opts.workers), reporter=Reporter(message=messages.append))
-    if name.startswith("class-") and not any(m.startswith("class balance:") for m in messages):
-        raise EdgeError("the trainer ignored training.class_balance (it must pass its clips and sampler through "
-                        "at2seld_edge.training.balance); the class-balance rows would equal the base")
+                                              workers=ab.opts.workers))
     scores = score_run(ab, run_dir, fixed=name == BASE)
     trial.set_user_attr("metrics", scores["calibrated"])
     if name == BASE:

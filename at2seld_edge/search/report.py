@@ -34,24 +34,30 @@ def write_outputs(run: SearchRun) -> list[Path]:
     written.append(out / "report.md")
     best = best_config(studies, run)
     if best is not None:
-        atomic_write_text(out / "best.yaml", best_yaml(best, run))
+        atomic_write_text(out / "best.yaml", best_yaml(best, run, studies))
         written.append(out / "best.yaml")
     return written
+
+
+def _latest_chosen(studies: dict[int, optuna.Study]) -> tuple[int, dict] | None:
+    """The newest stage that chose, and its record of the choice."""
+    for k in sorted(studies, reverse=True):
+        chosen = studies[k].user_attrs.get("chosen")
+        if chosen is not None:
+            return k, chosen
+    return None
 
 
 def best_config(studies: dict[int, optuna.Study], run: SearchRun) -> ModelConfig | None:
     from at2seld_edge.config import config_from_dict
 
-    for k in sorted(studies, reverse=True):
-        chosen = studies[k].user_attrs.get("chosen")
-        if chosen is not None:
-            return config_from_dict(chosen["config"], f"stage {k}'s choice")
-    return None
+    latest = _latest_chosen(studies)
+    return None if latest is None else config_from_dict(latest[1]["config"], f"stage {latest[0]}'s choice")
 
 
-def best_yaml(cfg: ModelConfig, run: SearchRun) -> str:
+def best_yaml(cfg: ModelConfig, run: SearchRun, studies: dict[int, optuna.Study]) -> str:
     d = run.device
-    stages = [k for k in STAGES if k in stage_studies(run)]
+    stages = sorted(studies)
     cfg = cfg.model_copy(update={
         "name": f"{run.opts.study}-best",
         "description": f"found by edge search (study {run.opts.study}, stages {', '.join(map(str, stages))}) for "
@@ -122,11 +128,8 @@ def _front(trials: list[FrozenTrial]) -> list[FrozenTrial]:
 
 
 def _last_choice(studies: dict[int, optuna.Study]) -> FrozenTrial | None:
-    for k in sorted(studies, reverse=True):
-        chosen = studies[k].user_attrs.get("chosen")
-        if chosen is not None:
-            return studies[k].get_trials(deepcopy=False)[chosen["trial"]]
-    return None
+    latest = _latest_chosen(studies)
+    return None if latest is None else studies[latest[0]].get_trials(deepcopy=False)[latest[1]["trial"]]
 
 
 def report_text(studies: dict[int, optuna.Study], run: SearchRun) -> str:

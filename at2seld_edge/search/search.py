@@ -29,7 +29,7 @@ from at2seld_edge.data.spec import Dataset, load_dataset
 from at2seld_edge.devices_torch import TorchDevice
 from at2seld_edge.errors import EdgeError
 from at2seld_edge.io import check_output_dir
-from at2seld_edge.options import StageOptions
+from at2seld_edge.options import ProfilePrecision, StageOptions
 from at2seld_edge.search.space import Param, SearchSpace, Value, apply_params, load_space
 from at2seld_edge.search.study import (KEY_ATTR, LIVE, PRUNERS, SKIPPED_ATTR, DuplicateParams, EpochPruner, WorkerLoop,
                                        claim_params, existing_study, open_storage, params_key, record_setup)
@@ -85,6 +85,7 @@ class SearchOptions(StageOptions):
     storage: str | None = None  # SQLAlchemy URL; default sqlite:///OUT/search.db
     study: str = Field("edge-search", min_length=1)
     space: Path | None = None
+    precision: ProfilePrecision = "fp16"  # the precision the latency is estimated at
     sampler: Literal["tpe", "nsga2"] = "tpe"
     pruner: Literal["median", "halving", "none"] = "median"
     skip_infeasible: bool = False  # prune over-budget trials before training (saves their time)

@@ -121,7 +121,7 @@ class WorkerLoop:
                     f"{finished} trained")
                 return
             if finished + running < self.target or TrialState.WAITING in states:
-                before = self._failed()
+                before = states.count(TrialState.FAIL)
                 self.study.optimize(objective, n_trials=1, catch=(DuplicateParams, SurplusTrial),
                                     gc_after_trial=False, show_progress_bar=False)
                 failures += self._failed() - before
@@ -222,8 +222,3 @@ def existing_study(storage, name: str) -> optuna.Study | None:
     except KeyError:
         return None
 
-
-def trial_finished_line(t: FrozenTrial) -> str:
-    if t.state == TrialState.COMPLETE:
-        return f"SELD {t.values[0]:.3f}"
-    return t.state.name.lower()

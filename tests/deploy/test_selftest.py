@@ -63,6 +63,13 @@ def test_without_tensorrt_the_pipeline_runs_on_onnx_runtime(tmp_path, monkeypatc
     assert len(skipped) == 4 and all(s.detail == NO_TRT for s in skipped)
     assert [c.device for c in report.comparisons] == ["x86-cpu", "x86-cpu"]
     assert all(c.measured_ms > 0 and c.estimate_ms > 0 and c.target_estimate_ms > 0 for c in report.comparisons)
+    from at2seld_edge.deploy.bundle import read_manifest
+    from at2seld_edge.deploy.devices import load_device
+    from at2seld_edge.deploy.latency_model import estimate_onnx
+
+    m = read_manifest(fp32_bundle / "manifest.json")  # the target's estimate is for the benched window
+    at_window = estimate_onnx(fp32_bundle / m.model, load_device("jetson-orin"), "fp32", samples=m.window.samples)
+    assert report.comparisons[0].target_estimate_ms == pytest.approx(at_window.total_ms)
     assert (tmp_path / "st" / "fitted-x86-cpu.yaml").is_file() and (tmp_path / "st" / "bench-int8.json").is_file()
     assert report.fit["installed"] is None  # written to the report folder only, without --install
 

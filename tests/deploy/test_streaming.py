@@ -4,6 +4,7 @@ at load, the lint covering it, its engine kept for an RTX target, and what `edge
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import onnx
@@ -12,7 +13,7 @@ import pytest
 from at2seld_edge.deploy.bench import bench
 from at2seld_edge.deploy.bundle import MANIFEST, load_bundle, write_manifest
 from at2seld_edge.deploy.devices import load_device
-from at2seld_edge.deploy.runtime import SeldRuntime, stream_engine_session
+from at2seld_edge.deploy.runtime import RUNTIMES, SeldRuntime, stream_engine_session
 from at2seld_edge.deploy.trt_check import check_bundle_graphs
 from at2seld_edge.errors import EdgeError
 from tests.deploy.test_bundle_trust import manifest, refused, rewrite
@@ -96,6 +97,9 @@ def test_an_rtx_target_keeps_the_stream_engine_beside_the_model_engine(causal_co
     assert bundle.manifest.stream.engine == "stream.engine" and (causal_copy / "stream.engine").stat().st_size > 1e5
     with pytest.raises(EdgeError, match="no tensorrt engine for the stream graph"):  # built by TensorRT-RTX
         stream_engine_session(bundle, "tensorrt")
+    with pytest.raises(EdgeError, match=re.escape(f"no tensorrt engine for {bundle.manifest.model} in this bundle "
+                                                  "(a tensorrt-rtx engine)")):
+        RUNTIMES.get("tensorrt")(bundle, bundle.manifest.model)
 
 
 def test_streaming_builds_need_a_causal_model_and_default_to_the_causal_checkpoint():

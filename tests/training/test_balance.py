@@ -73,3 +73,19 @@ def test_subset_keeps_the_fraction_and_says_so(tiny_data):
     assert balanced_subset(clips, 3, ClassBalanceConfig()) is clips
     kept = balanced_subset(clips, 3, ClassBalanceConfig(subset=0.5), said.append)
     assert len(kept) == 2 and all(c in clips for c in kept) and "2 of 4" in said[0]
+
+
+def test_the_trainer_applies_class_balance(tiny_data, tmp_path):
+    """`training.class_balance` reaches the trainer's clips and sampler (an ablation row of a
+    trainer that ignored it would equal the base)."""
+    from at2seld_edge.training.trainer import Reporter, Trainer, TrainOptions
+    from tests.training.conftest import tiny_config
+
+    cfg = tiny_config(class_balance={"sampler": True, "subset": 0.5})
+    said: list[str] = []
+    trainer = Trainer(cfg, tiny_data, tmp_path / "run", TrainOptions(epochs=1), Reporter(message=said.append))
+    assert len(trainer.train_clips) == 2 == len(tiny_data.clips("train")) // 2
+    assert isinstance(trainer.sampler, BalancedBatchSampler)
+    assert sum(m.startswith("class balance:") for m in said) == 2
+    plain = Trainer(tiny_config(), tiny_data, tmp_path / "plain", TrainOptions(epochs=1), Reporter())
+    assert len(plain.train_clips) == 4 and isinstance(plain.sampler, GlobalBatchSampler)
