@@ -90,6 +90,18 @@ def onnx_manifest(model: AT2SELD, samples: int, dynamic_time: bool, opset: int, 
     }
 
 
+def finish_graph(tmp: Path, out: Path, manifest: dict, what: str) -> None:
+    """The traced graph at `tmp`, simplified, with its manifest embedded, checked and saved in place."""
+    proto = simplify_graph(onnx.load(str(tmp)))
+    del proto.metadata_props[:]
+    proto.metadata_props.add(key=MANIFEST_KEY, value=json.dumps(manifest, sort_keys=True))
+    proto.producer_name = "at2seld-edge"
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except Exception as e:
+        raise EdgeError(f"{out}: exported {what} fails onnx.checker: {e}", ErrorKind.CHECK) from None
+    onnx.save(proto, str(tmp))
+
 def export_onnx(model: AT2SELD, out: str | Path, *, seconds: float = 1.0, dynamic_time: bool = False,
                 opset: int = DEFAULT_OPSET, tolerance: float = DEFAULT_TOLERANCE,
                 manifest_extra: dict[str, Any] | None = None) -> ExportResult:
@@ -112,16 +124,7 @@ def export_onnx(model: AT2SELD, out: str | Path, *, seconds: float = 1.0, dynami
                 input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES), dynamic_axes=dynamic_axes,
                 do_constant_folding=True,
             )
-        proto = simplify_graph(onnx.load(str(tmp)))
-        manifest = onnx_manifest(model, samples, dynamic_time, opset, manifest_extra or {})
-        del proto.metadata_props[:]
-        proto.metadata_props.add(key=MANIFEST_KEY, value=json.dumps(manifest, sort_keys=True))
-        proto.producer_name = "at2seld-edge"
-        try:
-            onnx.checker.check_model(proto, full_check=True)
-        except Exception as e:
-            raise EdgeError(f"{out}: exported graph fails onnx.checker: {e}", ErrorKind.CHECK) from None
-        onnx.save(proto, str(tmp))
+        finish_graph(tmp, out, onnx_manifest(model, samples, dynamic_time, opset, manifest_extra or {}), "graph")
         result = ExportResult(str(out), samples, dynamic_time)
         lengths = [samples]
         if dynamic_time:  # a second, different length proves the time axis is really dynamic
@@ -258,13 +261,13 @@ def broadcast_constants(proto: onnx.ModelProto) -> int:
 
 def compare_with_torch(model: AT2SELD, onnx_path: str | Path, samples: int, seed: int = 1) -> dict[str, float]:
     """Max abs difference per output between ONNX Runtime (CPU) and PyTorch on random audio."""
-    import onnxruntime as ort
+    from at2seld_edge.onnx_session import ort_session
 
     g = torch.Generator().manual_seed(seed)
     audio = 0.1 * torch.randn(1, 4, samples, generator=g)
     with torch.no_grad():
         ref = model.eval()(audio)
-    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    sess = ort_session(onnx_path)
     got = sess.run(list(OUTPUT_NAMES), {INPUT_NAME: audio.numpy()})
     return {name: float(np.max(np.abs(ref[name].numpy() - g_))) for name, g_ in zip(OUTPUT_NAMES, got)}
 
@@ -399,7 +402,8 @@ def export_stream_graph(model: AT2SELD, out_dir: str | Path, opset: int = DEFAUL
     file appears in `out_dir` only if it does."""
     cfg = model.config
     if not cfg.causal:
-        raise EdgeError(f"{cfg.name}: streaming needs a causal model (smoother.causal: true)", ErrorKind.USAGE)
+        raise EdgeError(f"{cfg.name}: streaming needs a causal model (smoother.causal: true), e.g. the preset "
+                        "at2seld-nano-causal", ErrorKind.USAGE)
     model = model.eval()
     hop = cfg.audio.label_hop_samples
     past, future = encoder_receptive_field(model)
@@ -417,17 +421,8 @@ def export_stream_graph(model: AT2SELD, out_dir: str | Path, opset: int = DEFAUL
             torch.onnx.export(_StreamStep(model, list(init)), (torch.zeros(1, 4, hop), *init.values()), str(tmp),
                               dynamo=False, opset_version=opset, input_names=[INPUT_NAME, *(s.input for s in states)],
                               output_names=[*OUTPUT_NAMES, *(s.output for s in states)], do_constant_folding=True)
-        proto = simplify_graph(onnx.load(str(tmp)))
-        manifest = {**provenance(), "artifact": "stream_graph", "opset": opset, "config_name": cfg.name,
-                    "config_fingerprint": cfg.fingerprint(), **asdict(result)}
-        del proto.metadata_props[:]
-        proto.metadata_props.add(key=MANIFEST_KEY, value=json.dumps(manifest, sort_keys=True))
-        proto.producer_name = "at2seld-edge"
-        try:
-            onnx.checker.check_model(proto, full_check=True)
-        except Exception as e:
-            raise EdgeError(f"{out}: exported stream graph fails onnx.checker: {e}", ErrorKind.CHECK) from None
-        onnx.save(proto, str(tmp))
+        finish_graph(tmp, out, {**provenance(), "artifact": "stream_graph", "opset": opset, "config_name": cfg.name,
+                                "config_fingerprint": cfg.fingerprint(), **asdict(result)}, "stream graph")
         result.hops_checked = cfg.track_transformer.history_frames + 10  # past the attention window's fill
         result.max_abs_diff = compare_stream_with_torch(model, tmp, states, result.hops_checked)
         worst = max(result.max_abs_diff.values())

@@ -11,6 +11,7 @@ appears only when everything is written, so the output folder is never half-writ
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -146,10 +147,34 @@ def _onnx_latency(path: Path, samples: int, runs: int = 20) -> LatencyStats:
 
 
 def _scorer(cfg, clips, thresholds: np.ndarray) -> Callable[[Path], dict[str, float]]:
-    def score(path: Path) -> dict[str, float]:
-        outputs = predict_clips(OnnxRuntimeModel(path, cfg), clips)
-        return score_outputs(outputs, thresholds).results()
+    """A graph's metrics on `clips`; the graph by its path, or already opened (`_SharedGraph`)."""
+    def score(path_or_graph) -> dict[str, float]:
+        graph = OnnxRuntimeModel(path_or_graph, cfg) if isinstance(path_or_graph, (str, Path)) else path_or_graph
+        return score_outputs(predict_clips(graph, clips), thresholds).results()
     return score
+
+
+class _SharedGraph:
+    """One INT8 candidate in ONNX Runtime for the validation scorer and the agreement judge both:
+    one session, and an input run once. The judge's validation clips are the scorer's inputs
+    (a clip the scorer runs whole, up to MAX_WINDOW_S), so the judge reads the scorer's raw
+    outputs: the same numbers as a run of its own. Longer clips, which the scorer runs in
+    windows, and the golden scenes are run for the judge."""
+
+    def __init__(self, path: Path, cfg):
+        self.config = cfg
+        self._model = OnnxRuntimeModel(path, cfg)
+        self._outputs: dict[tuple, dict[str, torch.Tensor]] = {}
+
+    def eval(self) -> "_SharedGraph":
+        return self
+
+    def __call__(self, audio: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = np.ascontiguousarray(audio.numpy(), dtype=np.float32)  # what the session is fed
+        key = (x.shape, hashlib.blake2b(x.data, digest_size=32).digest())
+        if key not in self._outputs:
+            self._outputs[key] = self._model(audio)
+        return self._outputs[key]
 
 
 def _export(model: AT2SELD, path: Path, manifest: dict) -> Path:
@@ -173,7 +198,8 @@ def compress(ckpt_path: Path, data: Dataset, out_dir: Path, opts: CompressOption
         ratio = ratio_for_target(original, opts.target_macs, opts.prune_method)
     with output_lock(out_dir, "edge compress"):
         work = out_dir.with_name(out_dir.name + ".partial")
-        stamp = json.dumps({"checkpoint_sha256": ckpt.sha256(),
+        ckpt_sha256 = ckpt.sha256()  # reads the whole file: once
+        stamp = json.dumps({"checkpoint_sha256": ckpt_sha256,
                             "options": opts.model_dump(mode="json", exclude={"device"})}, sort_keys=True)
         if work.exists() and (not (work / "options.json").is_file() or (work / "options.json").read_text() != stamp):
             raise EdgeError(f"{work}: holds an unfinished run of another checkpoint or other options; "
@@ -182,7 +208,7 @@ def compress(ckpt_path: Path, data: Dataset, out_dir: Path, opts: CompressOption
             say(f"resuming the unfinished run in {work}")
         work.mkdir(parents=True, exist_ok=True)
         atomic_write_text(work / "options.json", stamp)
-        run = _Compression(ckpt, Path(ckpt_path), original, data, opts, work, say, train_reporter)
+        run = _Compression(ckpt, ckpt_sha256, Path(ckpt_path), original, data, opts, work, say, train_reporter)
         report = run.run(ratio, train_clips)
         write_report(report, work)
         write_compression_manifest(work, run.manifest())
@@ -195,14 +221,14 @@ def compress(ckpt_path: Path, data: Dataset, out_dir: Path, opts: CompressOption
 class _Compression:
     """One run's stages, each from the last one's artifact in `work` (reused when resuming)."""
 
-    def __init__(self, ckpt: Checkpoint, ckpt_path: Path, original: AT2SELD, data: Dataset, opts: CompressOptions,
-                 work: Path, say: Say, train_reporter):
+    def __init__(self, ckpt: Checkpoint, ckpt_sha256: str | None, ckpt_path: Path, original: AT2SELD, data: Dataset,
+                 opts: CompressOptions, work: Path, say: Say, train_reporter):
         self.ckpt, self.data, self.opts, self.work, self.say = ckpt, data, opts, work, say
         self.train_reporter = train_reporter
         self.test_clips, self.val_clips = data.clips("test"), data.clips("val")
         cfg = original.config
         self.samples_1s = cfg.audio.label_hop_samples * round(1.0 / cfg.audio.label_hop_s)
-        self.base_manifest = {"source_checkpoint": str(ckpt_path), "source_checkpoint_sha256": ckpt.sha256(),
+        self.base_manifest = {"source_checkpoint": str(ckpt_path), "source_checkpoint_sha256": ckpt_sha256,
                               "classes": ckpt.classes}
         self.report = CompressReport({**provenance(), "artifact": "compression_report", **self.base_manifest,
                                       "data": str(data.spec_path.resolve())}, opts.model_dump(mode="json"))
@@ -287,8 +313,9 @@ class _Compression:
         val_score = _scorer(cfg, self.val_clips, self.thresholds)
         judged = golden_inputs(1.0) + [a[:, : a.shape[1] // hop * hop] for a in map(read_audio, self.val_clips)]
         judge = agreement_judge(self.model, judged, self.thresholds, opts.int8_tolerance)
-        mixed = mixed_precision(fp32_path, work / "model.int8.onnx", ranges, lambda p: val_score(p)["SELD"],
-                                opts.tolerance, work_dir=work, progress=self.say, judge=judge)
+        mixed = mixed_precision(fp32_path, work / "model.int8.onnx", ranges, lambda g: val_score(g)["SELD"],
+                                opts.tolerance, work_dir=work, progress=self.say, judge=judge,
+                                open_graph=lambda p: _SharedGraph(p, cfg))  # one run of each input a candidate
         self.report.sensitivity = [asdict(r) for r in mixed.rows]
         self.report.float_modules = mixed.float_modules
         self.add_variant("INT8 mixed precision", self.model, work / "model.int8.onnx", self.thresholds,

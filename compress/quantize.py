@@ -221,11 +221,15 @@ class SensitivityRow:
 
 
 Judge = Callable[[Path], list[str]]  # an INT8 graph -> its output-agreement failures (none: acceptable)
+# What `mixed_precision`'s `open_graph` gives `score` and `judge` in place of a candidate's path:
+# the candidate opened once (an ONNX Runtime session, called like the model) for both to share.
+OpenGraph = Callable[[Path], object]
 
 
 def agreement_judge(reference, inputs: list[np.ndarray], thresholds: np.ndarray, tol: dict) -> Judge:
     """Judge a quantized graph by `evaluation.agreement.compare` against `reference` (the FP32
-    PyTorch model) on `inputs`: the definition `edge build`'s golden check applies too."""
+    PyTorch model) on `inputs`: the definition `edge build`'s golden check applies too. The judge
+    takes the graph's path, or the graph already opened (called like the model)."""
     import torch
 
     from at2seld_edge.evaluation.agreement import compare
@@ -237,8 +241,9 @@ def agreement_judge(reference, inputs: list[np.ndarray], thresholds: np.ndarray,
     with torch.no_grad():
         refs = [{k: v[0].numpy() for k, v in reference(t).items() if k in OUTPUT_NAMES} for t in tensors]
 
-    def judge(path: Path) -> list[str]:
-        graph = OnnxRuntimeModel(path, reference.config)
+    def judge(path_or_graph) -> list[str]:
+        graph = (OnnxRuntimeModel(path_or_graph, reference.config) if isinstance(path_or_graph, (str, Path))
+                 else path_or_graph)
         failures = []
         for i, (t, ref) in enumerate(zip(tensors, refs)):
             got = {k: v[0].numpy() for k, v in graph(t).items()}
@@ -259,15 +264,24 @@ class MixedPrecisionResult:
 
 def mixed_precision(fp32_onnx: Path, out: Path, ranges: Ranges, score: Callable[[Path], float], tolerance: float,
                     keep_float: tuple[str, ...] = ("frontend",), work_dir: Path | None = None,
-                    progress: Callable[[str], None] | None = None, judge: Judge | None = None) -> MixedPrecisionResult:
+                    progress: Callable[[str], None] | None = None, judge: Judge | None = None,
+                    open_graph: OpenGraph | None = None) -> MixedPrecisionResult:
     """Quantize one module at a time and measure the SELD-score change (`score` evaluates an ONNX
     file on the validation split) and, with `judge`, the outputs' agreement with the FP32 model;
     modules over `tolerance` or failing the agreement stay FP32. If the combined model still
-    fails either, the most sensitive quantized module goes back to FP32 until it passes."""
+    fails either, the most sensitive quantized module goes back to FP32 until it passes.
+    With `open_graph`, each candidate is opened once and `score` and `judge` both get what it
+    returns instead of the path (one ONNX Runtime session a candidate, not one each)."""
     say = progress or (lambda _m: None)
     judge = judge or (lambda _p: [])
+    opened = open_graph or (lambda p: p)
+
+    def evaluate(path: Path) -> tuple[float, list[str]]:
+        graph = opened(path)
+        return score(graph), judge(graph)
+
     groups = quantizable_nodes(fp32_onnx)
-    fp32 = score(fp32_onnx)
+    fp32 = score(opened(fp32_onnx))
     rows: list[SensitivityRow] = []
     with tempfile.TemporaryDirectory(prefix="edge-sens-", dir=work_dir) as tmp:
         for module in MODULE_NAMES:
@@ -275,7 +289,7 @@ def mixed_precision(fp32_onnx: Path, out: Path, ranges: Ranges, score: Callable[
                 continue
             say(f"sensitivity: {module} in INT8")
             path = quantize_qdq(fp32_onnx, Path(tmp) / f"{module}.onnx", ranges, groups[module])
-            s, failures = score(path), judge(path)
+            s, failures = evaluate(path)
             rows.append(SensitivityRow(module, len(groups[module]), s, s - fp32, s - fp32 <= tolerance and not failures,
                                        failures[0] if failures else ""))
     chosen = [r for r in rows if r.quantized]
@@ -288,7 +302,7 @@ def mixed_precision(fp32_onnx: Path, out: Path, ranges: Ranges, score: Callable[
                                         for r in rows))
         say("mixed precision: " + ", ".join(r.module for r in chosen) + " in INT8")
         quantize_qdq(fp32_onnx, out, ranges, nodes)
-        final, failures = score(out), judge(out)
+        final, failures = evaluate(out)
         if (final - fp32 <= tolerance and not failures) or len(chosen) == 1:
             break
         worst = max(chosen, key=lambda r: r.delta)

@@ -23,6 +23,7 @@ import threading
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,6 +31,9 @@ from at2seld_edge.checkpoint import provenance
 from at2seld_edge.errors import EdgeError, ErrorKind
 from at2seld_edge.io import atomic_write_text, markdown_table
 from at2seld_edge.timing import LatencyStats, time_runs
+
+if TYPE_CHECKING:
+    from at2seld_edge.deploy.devices import DeviceSpec
 
 _POWER = re.compile(r"\b([A-Z][A-Z0-9_]*) (\d+)mW/(\d+)mW")  # tegrastats: "VDD_IN 5124mW/5124mW"
 
@@ -192,6 +196,7 @@ def bench(runtime, iterations: int = 100, warmup: int = 10, fit_device: str | No
     """`fit_device`: the device spec the measurements calibrate (default: the bundle's target for a
     TensorRT engine, x86-cpu for ONNX Runtime on the CPU)."""
     m = runtime.manifest
+    device, notes = fit_target(runtime, fit_device)  # a wrong --fit-device fails before the timing runs
     w = m.window
     samples = w.samples
     window_s = samples / m.sample_rate
@@ -209,7 +214,7 @@ def bench(runtime, iterations: int = 100, warmup: int = 10, fit_device: str | No
     hop_stats = LatencyStats.of(stream_times) if stream_times else None
     rss, peak = _rss_mb()
     machine = {"machine": platform.machine(), "processor": platform.processor(), "system": platform.platform()}
-    fit, notes = fit_record(runtime, audio, window, fit_device, min(iterations, 20))
+    fit = fit_record(runtime, audio, window, device, min(iterations, 20)) if device is not None else None
     return BenchReport(
         str(runtime.bundle.root), runtime.session.name, m.precision, window_s, m.label_hop_s, window,
         hop_stats,
@@ -220,35 +225,39 @@ def bench(runtime, iterations: int = 100, warmup: int = 10, fit_device: str | No
     )
 
 
-CPU_DEVICE = "x86-cpu"  # the device spec ONNX Runtime on the CPU calibrates unless told another
+def fit_target(runtime, fit_device: str | None) -> tuple["DeviceSpec | None", list[str]]:
+    """The device spec this bench's measurements calibrate (default: the bundle's target for a
+    TensorRT engine, x86-cpu for ONNX Runtime on the CPU), or None and why there is none."""
+    from at2seld_edge.deploy.devices import CPU_DEVICE, load_device
 
-
-def fit_record(runtime, audio: np.ndarray, window: LatencyStats, fit_device: str | None,
-               runs: int) -> tuple[dict | None, list[str]]:
-    """The bench's `fit` section, or None and why."""
-    from at2seld_edge.deploy.calibrate import FitRecord, LayerRecord
-    from at2seld_edge.deploy.devices import load_device
-    from at2seld_edge.deploy.latency_model import load_graph
-
-    m = runtime.manifest
     engine = runtime.backend.startswith("tensorrt")
     on_cpu = not engine and getattr(runtime.session, "provider", "") == "CPUExecutionProvider"
     if not engine and not on_cpu:
         return None, ["no calibration data: the latency model has no executor for ONNX Runtime on CUDA"]
-    device = load_device(fit_device or (m.target if engine else CPU_DEVICE))
+    device = load_device(fit_device or (runtime.manifest.target if engine else CPU_DEVICE))
     wanted = "tensorrt" if engine else "onnxruntime"
     if device.executor() != wanted:
         raise EdgeError(f"--fit-device {device.name}: its estimate models {device.executor()} layers, this bench ran "
                         f"{runtime.session.name}", ErrorKind.USAGE)
-    precision = {"best": "int8"}.get(m.precision, m.precision)
+    return device, []
+
+
+def fit_record(runtime, audio: np.ndarray, window: LatencyStats, device: "DeviceSpec", runs: int) -> dict:
+    """The bench's `fit` section: the layers and their measured times, for `device`."""
+    from at2seld_edge.deploy.calibrate import FitRecord, LayerRecord
+    from at2seld_edge.deploy.latency_model import layer_precision, load_graph
+
+    m = runtime.manifest
+    engine = runtime.backend.startswith("tensorrt")
+    precision = layer_precision(m.precision)
     graph = load_graph(runtime.bundle.path(m.model), samples=audio.shape[-1])
     layers, measurements, method = (_engine_measurements(runtime, graph, precision, audio, window, runs) if engine
                                     else _ort_measurements(runtime, graph, precision, audio, runs))
     record = FitRecord(
-        device=device.name, executor=wanted, precision=precision, method=method,
+        device=device.name, executor=device.executor(), precision=precision, method=method,
         machine=platform.node() or platform.machine(), date=date.today().isoformat(),
         layers=[LayerRecord.of(layer) for layer in layers], measurements=measurements)
-    return record.model_dump(mode="json"), []
+    return record.model_dump(mode="json")
 
 
 def _ort_measurements(runtime, graph, precision: str, audio: np.ndarray, runs: int):
@@ -271,7 +280,7 @@ def _engine_measurements(runtime, graph, precision: str, audio: np.ndarray, wind
     """The engine's own layers (its layers.json, else the graph's TensorRT fusion), TensorRT's
     layer profiler (each layer's median time) and the bench's end-to-end time (profiling
     serialises the layers, so the profiled runs' own total would overstate it)."""
-    from at2seld_edge.deploy.calibrate import Measurement
+    from at2seld_edge.deploy.calibrate import Measurement, module_measurements
     from at2seld_edge.deploy.engine import TensorRTRunner
     from at2seld_edge.deploy.latency_model import engine_layers, graph_layers, read_engine_layers
 
@@ -290,8 +299,7 @@ def _engine_measurements(runtime, graph, precision: str, audio: np.ndarray, wind
     out = [Measurement(label=name[:200], ms=float(np.median(t)), layers=[index[name]], fixed=False)
            for name, t in per_layer.items() if name in index and np.median(t) > 0]
     method = "TensorRT layer profiler, time per layer" if out else "end to end only (no layer matched the profiler's)"
-    everything = Measurement(label="end to end", ms=window.median_ms, layers=list(range(len(layers))), fixed=True)
-    return layers, [everything, *out], method
+    return layers, [*module_measurements(layers, {}, window.median_ms), *out], method
 
 
 def write_bench(report: BenchReport, out_dir: Path) -> list[Path]:

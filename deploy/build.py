@@ -38,7 +38,7 @@ from at2seld_edge.deploy.devices import DeviceSpec
 from at2seld_edge.deploy.engine import build_engine, gpu_info, tensorrt_available
 from at2seld_edge.deploy.lint import LintReport, lint_onnx
 from at2seld_edge.deploy.streaming import stream_graph
-from at2seld_edge.deploy.trt_check import tensorrt_steps
+from at2seld_edge.deploy.trt_check import record_engine_build, tensorrt_steps
 from at2seld_edge.deploy.verify import VerifyReport, read_golden, verify, write_golden
 
 Say = Callable[[str], None]
@@ -115,7 +115,8 @@ class Builder:
         self.golden()
         self.numerical_check()
         updates = self.manifest.model_dump(mode="json")
-        tensorrt_steps(self.work, updates, plan.device, self.step, keep_engine=plan.options.build_engine)
+        tensorrt_steps(self.work, updates, plan.device, self.step, keep_engine=plan.options.build_engine,
+                       engine_builds=self.engine_graph if self.builds_engine() else None)
         self.manifest = BundleManifest.model_validate(updates)
         self.checks = self.step("profile", self.profile, lambda c: f"budget {plan.budget.name}: " + (
             "PASS" if all(x.passed for x in c) else f"{sum(not x.passed for x in c)} over"))
@@ -124,8 +125,8 @@ class Builder:
 
     def export(self, folds: int) -> None:
         plan, ckpt = self.plan, self.plan.checkpoint
-        extra = {"source_checkpoint": plan.source, "source_checkpoint_sha256": ckpt.sha256(), "classes": ckpt.classes,
-                 "batchnorm_folded": folds}
+        extra = {"source_checkpoint": plan.source, "source_checkpoint_sha256": plan.source_sha256,
+                 "classes": ckpt.classes, "batchnorm_folded": folds}
         w = plan.window
         self.step("export", lambda: export_onnx(self.fused, self.work / FP32_GRAPH, seconds=plan.window_s,
                                                 dynamic_time=w.dynamic_time, opset=plan.opset, manifest_extra=extra),
@@ -168,6 +169,10 @@ class Builder:
     @property
     def engine_graph(self) -> str:
         return FP32_GRAPH if self.plan.options.implicit_int8 else self.graph
+
+    def builds_engine(self) -> bool:
+        """Whether the engine step builds a TensorRT engine here: asked to, with TensorRT and a GPU."""
+        return self.plan.options.build_engine and tensorrt_available() and gpu_info() is not None
 
     def lint_graph(self) -> None:
         plan = self.plan
@@ -225,12 +230,13 @@ class Builder:
 
     def profile(self) -> list:
         """The budget's checks at the bundle's window (the budget's own, unless --seconds set another)."""
+        from at2seld_edge.deploy.latency_model import layer_precision
         from at2seld_edge.deploy.profiler import profile
         from at2seld_edge.deploy.report import check_budget, write_report
 
         plan, onnx_path = self.plan, self.work / self.graph
         device, budget, window_s = plan.device, plan.budget, plan.window_s
-        precision = {"best": "int8"}.get(plan.precision, plan.precision)
+        precision = layer_precision(plan.precision)
         power_mode = budget.power_mode if budget.power_mode in {m.name for m in device.power_modes} else None
         prof = profile(self.fused, onnx_path, device, precision, "onnxruntime", window_s, power_mode, warmup=3,
                        runs=20, source=onnx_path.name)
@@ -253,9 +259,14 @@ class Builder:
             self.say(f"TensorRT engine: {'TensorRT is not installed' if not tensorrt_available() else 'no CUDA GPU'} "
                      "here; the bundle is complete without it: run `edge build` on the device to build and record one")
         else:
+            t0 = time.perf_counter()
             engine = self.step("engine", lambda: _engine(self.plan, self.work, self.engine_graph, self.calibration, gpu),
                                lambda e: f"TensorRT {e['tensorrt_version']} on {e['gpu_name']}")
-            self.manifest = BundleManifest.model_validate({**self.manifest.model_dump(mode="json"), "engine": engine})
+            updates = {**self.manifest.model_dump(mode="json"), "engine": engine}
+            # the graph the TensorRT check only parsed (tensorrt_steps' engine_builds) was built here
+            record_engine_build(self.work, updates, self.engine_graph, time.perf_counter() - t0,
+                                (self.work / engine["file"]).stat().st_size)
+            self.manifest = BundleManifest.model_validate(updates)
 
 
 def bundle_manifest(plan: BuildPlan, graph: str, calibration: str | None, stream: dict | None) -> BundleManifest:
@@ -275,7 +286,7 @@ def bundle_manifest(plan: BuildPlan, graph: str, calibration: str | None, stream
         "window": w.model_dump(), "causal": cfg.smoother.causal, "stream": stream,
         "class_names": list(ckpt.classes), "thresholds": [float(x) for x in ckpt.thresholds],
         "config_name": cfg.name, "config_fingerprint": cfg.fingerprint(),
-        "source_checkpoint": plan.source, "source_checkpoint_sha256": ckpt.sha256(),
+        "source_checkpoint": plan.source, "source_checkpoint_sha256": plan.source_sha256,
         "calibration_cache": calibration, "golden": GOLDEN,
         "tolerances": tolerances(plan.precision, plan.options.int8_tolerance), "build_script": TRTEXEC_SCRIPT,
     })

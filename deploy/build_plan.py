@@ -82,6 +82,7 @@ class BuildPlan:
     budget: Budget
     checkpoint: Checkpoint
     source: str  # the checkpoint path, or "untrained PRESET"
+    source_sha256: str | None  # the checkpoint file's, hashed once here; None for an untrained model
     keep_float: frozenset[str]  # modules INT8 leaves float
     window: Window
     tensorrt: str  # the TensorRT version the graphs are linted for
@@ -149,7 +150,7 @@ def plan_build(opts: BuildOptions, say: Say = print) -> BuildPlan:
     opset = opts.opset or (16 if "LayerNormalization" in rules_for(trt).unsupported else 17)
     label = cfg.name + ("-untrained" if opts.config is not None else "")
     out = Path(opts.out or Path("bundles") / f"{label}-{device.name}-{opts.precision}")
-    return BuildPlan(opts, device, budget, ckpt, source, frozenset(keep_float), window, trt, opset, out)
+    return BuildPlan(opts, device, budget, ckpt, source, ckpt.sha256(), frozenset(keep_float), window, trt, opset, out)
 
 
 def with_compression(opts: BuildOptions, keep_float: set[str], say: Say) -> BuildOptions:

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from at2seld_edge.config import format_validation_error
 from at2seld_edge.errors import EdgeError, ErrorKind
 from at2seld_edge.io import atomic_write_text
-from at2seld_edge.deploy.devices import DeviceSpec, EstimateSpec, load_device, user_device_dir
+from at2seld_edge.deploy.devices import CPU_DEVICE, DeviceSpec, EstimateSpec, load_device, user_device_dir
 from at2seld_edge.deploy.latency_model import Layer, layer_bounds, layer_ms
 
 PARAMS = ("per_layer_us", "per_inference_us", "compute_efficiency", "memory_efficiency")
@@ -108,7 +108,7 @@ def whole_window_record(path: Path, data: dict) -> dict:
     bundle's graph (the latency model's fusion for the backend it ran on), the one measurement
     is the window's median, covering them all."""
     from at2seld_edge.deploy.bundle import load_bundle
-    from at2seld_edge.deploy.latency_model import graph_layers, load_graph
+    from at2seld_edge.deploy.latency_model import graph_layers, layer_precision, load_graph
 
     try:
         bundle = load_bundle(data["bundle"])
@@ -120,15 +120,14 @@ def whole_window_record(path: Path, data: dict) -> dict:
     executor = "tensorrt" if backend.startswith("tensorrt") else "onnxruntime"
     if executor == "onnxruntime" and "CPU" not in backend:
         raise EdgeError(f"{path}: measured on {backend}; the latency model has no executor for ONNX Runtime on CUDA")
-    precision = {"best": "int8"}.get(m.precision, m.precision)
+    precision = layer_precision(m.precision)
     graph = load_graph(bundle.path(m.model), samples=m.window.samples)
     layers = graph_layers(graph, executor, precision)
-    return FitRecord(device=m.target if executor == "tensorrt" else "x86-cpu", executor=executor, precision=precision,
+    return FitRecord(device=m.target if executor == "tensorrt" else CPU_DEVICE, executor=executor, precision=precision,
                      method="end-to-end window time only (a bench without per-layer times)",
                      machine=str((data.get("machine") or {}).get("machine", "")), date=str(data.get("created_utc", ""))[:10],
                      layers=[LayerRecord.of(x) for x in layers],
-                     measurements=[Measurement(label="end to end", ms=median, layers=list(range(len(layers))),
-                                               fixed=True)]).model_dump(mode="json")
+                     measurements=module_measurements(layers, {}, median)).model_dump(mode="json")
 
 
 # ----------------------------------------------------------------------------- the fit

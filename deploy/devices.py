@@ -24,6 +24,7 @@ from at2seld_edge.errors import EdgeError
 PACKAGE = "at2seld_edge.devices"
 USER_DIR_ENV = "AT2SELD_EDGE_DEVICES"  # overrides the user-level device folder (tests, shared setups)
 FAMILIES = {"jetson-orin": "jetson-orin-nano-8gb"}  # family name -> its smallest common module
+CPU_DEVICE = "x86-cpu"  # the device spec ONNX Runtime on the CPU calibrates unless told another
 Precision = Literal["fp32", "fp16", "int8"]
 
 

@@ -229,6 +229,12 @@ class Layer:
         return " + ".join(self.nodes)  # as TensorRT names a fused layer
 
 
+def layer_precision(precision: str) -> Precision:
+    """A bundle's precision as its layers run: `best` is INT8 where quantized, FP16 elsewhere,
+    which the Q/DQ graph says layer by layer, so it is estimated as `int8`."""
+    return "int8" if precision == "best" else precision  # type: ignore[return-value]
+
+
 def graph_layers(graph: Graph, executor: str, precision: Precision) -> list[Layer]:
     """The layers `executor` runs for this graph, with MACs and bytes moved at their precision."""
     fusion = FUSIONS.get(executor)

@@ -7,7 +7,10 @@ the FP16 graph and the stream graph. The result (builder, version, parse errors 
 node and module, network layers per module and type, build time) goes into the manifest and
 `lint.md`; a graph the parser rejects fails the build, like a lint error. For a target whose
 compute capability TensorRT-RTX builds for (RTX-class GPUs, A100), the model graph's engine is
-kept as the bundle's `model.engine` (and the stream graph's as `stream.engine`).
+kept as the bundle's `model.engine` (and the stream graph's as `stream.engine`). Where plain
+TensorRT checks and the build's engine step will build the same graph right after (TensorRT and
+a GPU here), the check only parses that graph and the engine step's build is recorded in its place
+(`record_engine_build`): one build of it, not two.
 
 TensorRT-RTX networks are strongly typed: precision comes from the graph's types, so FP16 needs
 an FP16-typed graph. `write_fp16_graph` converts the FP32 graph with ONNX Runtime's float16
@@ -56,7 +59,7 @@ class GraphCheck(_Strict):
     layers: int = 0
     layers_by_module: dict[str, int] = {}
     layers_by_type: dict[str, int] = {}
-    built: bool | None = None  # None: not tried (the parser rejected the graph)
+    built: bool | None = None  # None: not tried (the parser rejected it, or the engine step is still to build it)
     build_seconds: float | None = None
     engine_bytes: int | None = None
     build_error: str | None = None
@@ -193,11 +196,11 @@ def rtx_target(device: DeviceSpec) -> str | None:
 
 
 def _check_graph(work: Path, file: str, role: str, manifest: dict, builder: str,
-                 request: EngineRequest) -> tuple[GraphCheck, bytes | None]:
+                 request: EngineRequest, build: bool = True) -> tuple[GraphCheck, bytes | None]:
     parsed = parse_onnx(work / file, builder)
     check = GraphCheck(file=file, role=role, parsed=parsed.ok, errors=[str(e) for e in parsed.errors],
                        layers=parsed.layers, layers_by_module=parsed.by_module, layers_by_type=parsed.by_type)
-    if not parsed.ok:
+    if not parsed.ok or not build:
         return check, None
     request.profile = graph_profile(role, manifest)
     try:
@@ -210,9 +213,11 @@ def _check_graph(work: Path, file: str, role: str, manifest: dict, builder: str,
 
 
 def check_bundle_graphs(work: Path, manifest: dict, device: DeviceSpec, builder: str = RTX,
-                        workspace_bytes: int = 1 << 30) -> tuple[TensorRTCheck, dict | None]:
-    """Parse and build every graph of the bundle in `work`; for a TensorRT-RTX target, keep the
-    engine graph's engine as `model.engine` and return its manifest entry too. The stream graph's
+                        workspace_bytes: int = 1 << 30,
+                        parse_only: str | None = None) -> tuple[TensorRTCheck, dict | None]:
+    """Parse and build every graph of the bundle in `work` (`parse_only`, a file whose build comes
+    later, is only parsed: its `built` stays None); for a TensorRT-RTX target, keep the engine
+    graph's engine as `model.engine` and return its manifest entry too. The stream graph's
     engine is kept as `stream.engine` (and named in the manifest's stream entry) for a TensorRT-RTX
     target and wherever TensorRT itself builds (on the device, beside the build's own engine).
     A graph that does not build is recorded, not raised."""
@@ -223,7 +228,7 @@ def check_bundle_graphs(work: Path, manifest: dict, device: DeviceSpec, builder:
     engine = None
     for file, role in bundle_graphs(manifest):
         request = EngineRequest(manifest["precision"], workspace_bytes=workspace_bytes, compute_capabilities=tuple(ccs))
-        graph, data = _check_graph(work, file, role, manifest, builder, request)
+        graph, data = _check_graph(work, file, role, manifest, builder, request, build=file != parse_only)
         check.graphs.append(graph)
         if role == "engine graph" and data is not None and target:
             with atomic_path(work / ENGINE_FILE) as tmp:
@@ -249,12 +254,14 @@ def here_builder() -> str | None:
 
 
 def tensorrt_steps(work: Path, manifest: dict, device: DeviceSpec, step: Step,
-                   keep_engine: bool = True) -> TensorRTCheck | None:
+                   keep_engine: bool = True, engine_builds: str | None = None) -> TensorRTCheck | None:
     """`edge build`'s steps after the numerical check: the FP16 graph of an FP16 bundle, then,
     where a TensorRT-family builder imports, the parse-and-build check of every graph (TensorRT-RTX
     first: it builds without a GPU). Records both in `manifest` (with the engine of a TensorRT-RTX
     target, unless not `keep_engine`) and appends the check to lint.md; raises when the parser
-    rejects a graph or the engine graph or the stream graph does not build."""
+    rejects a graph or the engine graph or the stream graph does not build. `engine_builds`: the
+    graph the build's engine step builds with TensorRT afterwards (None: no engine step); a plain
+    TensorRT check only parses it, and `record_engine_build` records the engine step's build."""
     if manifest["precision"] in FP16_PRECISIONS:
         step("fp16 graph", lambda: write_fp16_graph(work, manifest),
              lambda r: f"{FP16_GRAPH} (ONNX Runtime's float16 converter, I/O FP32) vs golden: PASS "
@@ -262,8 +269,11 @@ def tensorrt_steps(work: Path, manifest: dict, device: DeviceSpec, step: Step,
     builder = here_builder()
     if builder is None:
         return None
-    check, engine = step("tensorrt parse and build", lambda: check_bundle_graphs(work, manifest, device, builder),
-                         lambda r: r[0].summary())
+    deferred = engine_builds if builder == "tensorrt" else None
+    check, engine = step("tensorrt parse and build",
+                         lambda: check_bundle_graphs(work, manifest, device, builder, parse_only=deferred),
+                         lambda r: r[0].summary() + (f"; {deferred} parsed only: the engine step builds it"
+                                                     if deferred else ""))
     manifest["tensorrt_check"] = check.model_dump()
     if engine is not None and keep_engine:
         manifest["engine"] = engine
@@ -275,7 +285,25 @@ def tensorrt_steps(work: Path, manifest: dict, device: DeviceSpec, step: Step,
     atomic_write_text(lint_md, (lint_md.read_text() if lint_md.is_file() else "") + "\n" + check.markdown())
     check.raise_on_rejected()
     for graph in check.graphs:
-        if graph.role in ("engine graph", STREAM_ROLE) and not graph.built:
+        if graph.role in ("engine graph", STREAM_ROLE) and not graph.built and graph.file != deferred:
             raise EdgeError(f"{work / graph.file}: {check.builder} {check.version} could not build it: "
                             f"{graph.build_error}", ErrorKind.CHECK)
     return check
+
+
+def record_engine_build(work: Path, manifest: dict, file: str, seconds: float, engine_bytes: int) -> None:
+    """The engine step's TensorRT build of `file`, which the check only parsed (`tensorrt_steps`'
+    `engine_builds`), recorded as that graph's build in `manifest`'s check and in lint.md."""
+    if not manifest.get("tensorrt_check"):
+        return
+    check = TensorRTCheck.model_validate(manifest["tensorrt_check"])
+    graphs = [g for g in check.graphs if g.file == file and g.parsed and g.built is None]
+    if check.builder != "tensorrt" or not graphs:
+        return
+    before = check.markdown()
+    for g in graphs:
+        g.built, g.build_seconds, g.engine_bytes = True, round(seconds, 2), engine_bytes
+    manifest["tensorrt_check"] = check.model_dump()
+    lint_md = work / "lint.md"
+    if lint_md.is_file():
+        atomic_write_text(lint_md, lint_md.read_text().replace(before, check.markdown()))

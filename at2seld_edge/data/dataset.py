@@ -60,14 +60,19 @@ class EventStore:
     def targets(self, clip: int, start: int, frames: int, n_classes: int, n_tracks: int
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """activity (F, N, C), doa (F, N, C, 3), distance (F, N, C) of frames start..start+F."""
-        lo, hi = self.offsets[clip], self.offsets[clip + 1]
-        a, b = lo + np.searchsorted(self.frame[lo:hi], [start, start + frames])
-        t, s, c = self.frame[a:b] - start, self.slot[a:b], self.cls[a:b]
+        r = self.rows(clip, start, frames)
+        t, s, c = self.frame[r] - start, self.slot[r], self.cls[r]
         act = np.zeros((frames, n_tracks, n_classes), np.float32)
         doa = np.zeros((frames, n_tracks, n_classes, 3), np.float32)
         dist = np.zeros((frames, n_tracks, n_classes), np.float32)
-        act[t, s, c], doa[t, s, c], dist[t, s, c] = 1.0, self.xyz[a:b], self.distance[a:b]
+        act[t, s, c], doa[t, s, c], dist[t, s, c] = 1.0, self.xyz[r], self.distance[r]
         return act, doa, dist
+
+    def rows(self, clip: int, start: int, frames: int) -> slice:
+        """The rows of clip `clip`'s frames start..start+frames."""
+        lo, hi = self.offsets[clip], self.offsets[clip + 1]
+        a, b = lo + np.searchsorted(self.frame[lo:hi], [start, start + frames])
+        return slice(int(a), int(b))
 
 
 def _clip_rows(events: list[FrameEvent], n_frames: int, n_tracks: int) -> tuple[np.ndarray, ...]:
@@ -81,12 +86,11 @@ def _clip_rows(events: list[FrameEvent], n_frames: int, n_tracks: int) -> tuple[
     first[1:] = (frame[1:] != frame[:-1]) | (cls[1:] != cls[:-1])
     idx = np.arange(len(ev))
     slot = idx - np.maximum.accumulate(np.where(first, idx, 0))  # rank within its (frame, class)
-    keep = order[slot < n_tracks]
-    az = np.radians([ev[i].azimuth for i in keep])
-    el = np.radians([ev[i].elevation for i in keep])
-    xyz = np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)], axis=-1).reshape(-1, 3)
+    kept = slot < n_tracks
+    keep = order[kept]
+    xyz = np.array([ev[i].xyz() for i in keep], np.float64).reshape(-1, 3)
     dist = np.array([ev[i].distance or 0.0 for i in keep], np.float64)
-    return frame[slot < n_tracks], cls[slot < n_tracks], slot[slot < n_tracks], xyz, dist
+    return frame[kept], cls[kept], slot[kept], xyz, dist
 
 
 class SegmentDataset(TorchDataset):

@@ -32,9 +32,7 @@ def segment_class_frames(ds: SegmentDataset) -> np.ndarray:
     ev = ds.events
     counts = np.zeros((len(ds), ds.n_classes), np.int64)
     for i, (clip, start) in enumerate(zip(ds.clip_of, ds.start_of)):
-        lo, hi = ev.offsets[clip], ev.offsets[clip + 1]
-        a, b = lo + np.searchsorted(ev.frame[lo:hi], [start, start + ds.seg])
-        np.add.at(counts[i], ev.cls[a:b].astype(np.int64), 1)
+        np.add.at(counts[i], ev.cls[ev.rows(clip, start, ds.seg)].astype(np.int64), 1)
     return counts
 
 

@@ -104,7 +104,16 @@ def seld_track_loss(sed_logits: torch.Tensor, doa: torch.Tensor, activity: torch
     terms = seld_track_terms(sed_logits, doa, activity, doa_target, kind, sed_weight, doa_weight, focal_gamma,
                              doa_supervision)
     sed, doa_part = mean(terms["sed"]), mean(terms["doa"])
-    return {"loss": sed_weight * sed + doa_weight * doa_part, "sed": sed, "doa": doa_part}
+    return {"loss": weighted_total({"sed": sed, "doa": doa_part}, sed_weight, doa_weight), "sed": sed, "doa": doa_part}
+
+
+def weighted_total(means: dict[str, torch.Tensor], sed_weight: float, doa_weight: float,
+                   semantic_weight: float = 0.0) -> torch.Tensor:
+    """The total loss of its parts' means: SED and DOA, plus the semantic term where there is one."""
+    total = sed_weight * means["sed"] + doa_weight * means["doa"]
+    if "semantic" in means:
+        total = total + semantic_weight * means["semantic"]
+    return total
 
 
 def semantic_presence_term(clip_logits: torch.Tensor, activity: torch.Tensor) -> Term:

@@ -30,10 +30,11 @@ from torch.utils.data import DataLoader
 from at2seld_edge.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from at2seld_edge.config import ModelConfig
 from at2seld_edge.data.augment import SpecAugment
-from at2seld_edge.data.dataset import SegmentDataset
+from at2seld_edge.data.dataset import SegmentDataset, read_audio
 from at2seld_edge.data.spec import Dataset
 from at2seld_edge.devices_torch import DeviceModel, TorchDevice
 from at2seld_edge.errors import EdgeError
+from at2seld_edge.evaluation.decode import predict_clip
 from at2seld_edge.evaluation.evaluate import ClipOutput, calibrate_thresholds, clip_output, predict_clips, score_outputs
 from at2seld_edge.io import atomic_write_text, check_output_dir, output_lock
 from at2seld_edge.model import AT2SELD, build_model
@@ -41,7 +42,7 @@ from at2seld_edge.options import StageOptions
 from at2seld_edge.plots import pyplot, save_figure
 from at2seld_edge.training.balance import balanced_sampler, balanced_subset
 from at2seld_edge.training.distributed import Dist, GlobalBatchSampler, distributed, epoch_seed, sync_batchnorm
-from at2seld_edge.training.losses import Term, seld_track_terms, semantic_presence_term
+from at2seld_edge.training.losses import Term, seld_track_terms, semantic_presence_term, weighted_total
 from at2seld_edge.training.precision import AmpMode, Precision, check_amp
 
 HISTORY_FIELDS = ("epoch", "lr", "train_loss", "train_sed", "train_doa", "val_ER", "val_F", "val_LE", "val_LR",
@@ -344,12 +345,11 @@ class Trainer:
         on_dev = {k: batch[k].to(dev, non_blocking=True) for k in ("audio", "activity", "doa")}
         with self.precision.autocast():
             out = self.net(on_dev["audio"])
-        parts = self._global_means(loss_terms(out, on_dev, self.model))
+        loss_value, shown = self._global_means(loss_terms(out, on_dev, self.model))
         self.optimizer.zero_grad(set_to_none=True)
-        self.precision.backward(parts["loss"])
+        self.precision.backward(loss_value)
         self.precision.unscale(self.optimizer)
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
-        shown = ctx.sum(torch.stack([parts[k].detach() for k in ("loss", "sed", "doa")])) / ctx.world
         loss, sed, doa, norm_value = torch.cat([shown, norm.detach().reshape(1).to(shown)]).tolist()
         if not math.isfinite(loss):
             raise _non_finite("loss", loss, sum(ctx.all_gather(list(batch["clip"])), []), epoch, self.run_dir)
@@ -360,26 +360,31 @@ class Trainer:
         self.scheduler.step()
         return {"loss": loss, "sed": sed, "doa": doa}
 
-    def _global_means(self, terms: dict[str, Term]) -> dict[str, torch.Tensor]:
-        """Each term's sum over the global count (one all-reduce of the counts), times the process
-        count: DDP's gradient average is then the gradient of the global batch's loss."""
+    def _global_means(self, terms: dict[str, Term]) -> tuple[torch.Tensor, torch.Tensor]:
+        """One all-reduce of the terms' (detached) sums and counts. Returns the loss to backpropagate,
+        each local sum over the global count times the process count (DDP's gradient average is
+        then the gradient of the global batch's loss), and the global batch's (loss, sed, doa) to
+        show: global sums over global counts, combined with the same weights."""
         lc, ctx = self.model.config.training.loss, self.ctx
-        counts = ctx.sum(torch.stack([n for _, n in terms.values()])).clamp(min=1.0)
-        means = {k: s * ctx.world / n for (k, (s, _)), n in zip(terms.items(), counts)}
-        loss = lc.sed_weight * means["sed"] + lc.doa_weight * means["doa"]
-        if "semantic" in means:
-            loss = loss + lc.semantic_weight * means["semantic"]
-        return {"loss": loss, "sed": means["sed"], "doa": means["doa"]}
+        weights = (lc.sed_weight, lc.doa_weight, lc.semantic_weight)
+        k = len(terms)
+        total = ctx.sum(torch.stack([s.detach() for s, _ in terms.values()] + [n for _, n in terms.values()]))
+        sums, counts = total[:k], total[k:].clamp(min=1.0)
+        means = {name: s * ctx.world / n for (name, (s, _)), n in zip(terms.items(), counts)}
+        shown = {name: s / n for name, s, n in zip(terms, sums, counts)}
+        return (weighted_total(means, *weights),
+                torch.stack([weighted_total(shown, *weights), shown["sed"], shown["doa"]]))
 
     def validation_outputs(self) -> list[ClipOutput] | None:
         """Every validation clip's predictions, in clip order, on rank 0 (None elsewhere): each
         process predicts a share, with rank 0's weights and BatchNorm statistics."""
         ctx, clips = self.ctx, self.val_clips
         ctx.broadcast_buffers(self.model)
-        local = predict_clips(DeviceModel(self.model, ctx.device, self.precision.dtype), clips[ctx.rank::ctx.world])
+        model = DeviceModel(self.model, ctx.device, self.precision.dtype)
         if not ctx.active:
-            return local
-        shares = ctx.gather([(o.probs, o.doa) for o in local])
+            return predict_clips(model, clips)
+        hop = self.model.config.audio.label_hop_samples  # the share's targets are built on rank 0 alone
+        shares = ctx.gather([predict_clip(model, read_audio(clip), hop) for clip in clips[ctx.rank::ctx.world]])
         if shares is None:
             return None
         by_clip = {r + j * ctx.world: p for r, share in enumerate(shares) for j, p in enumerate(share)}

@@ -25,3 +25,19 @@ def test_bench_reports_window_and_streaming_latency(causal_bundle, tmp_path):
     assert report.host_peak_rss_mb is None or report.host_peak_rss_mb >= report.host_rss_mb
     json_path, md_path = write_bench(report, tmp_path)
     assert "streaming, one 100 ms hop" in md_path.read_text() and json_path.stat().st_size > 0
+
+
+def test_a_fit_device_of_another_executor_is_refused_before_timing(fp32_bundle, monkeypatch):
+    """ONNX Runtime on the CPU cannot calibrate a TensorRT device's constants: said at once, not
+    after the whole benchmark ran."""
+    import pytest
+
+    from at2seld_edge.deploy import bench as bench_mod
+    from at2seld_edge.errors import EdgeError
+
+    def no_timing(*a, **k):
+        raise AssertionError("timed before the --fit-device check")
+
+    monkeypatch.setattr(bench_mod, "time_runs", no_timing)
+    with pytest.raises(EdgeError, match="--fit-device jetson-orin-nano-8gb: its estimate models tensorrt layers"):
+        bench(SeldRuntime(fp32_bundle, "onnxruntime"), iterations=3, warmup=1, fit_device="jetson-orin")

@@ -214,3 +214,57 @@ def test_rtx_class_devices_validate_cite_sources_and_resolve_their_target(name, 
         assert d.throughput.fp32_tflops == pytest.approx(d.gpu.cuda_cores * 2 * d.gpu.max_clock_mhz * 1e-6, rel=0.01)
     if builder_available("tensorrt-rtx"):
         assert rtx_target(d) == target
+
+
+@pytest.mark.parametrize("precision, build_engine", [("fp32", True), ("fp16", True), ("fp16", False)])
+def test_tensorrt_builds_the_engine_graph_once_and_records_that_build(tmp_path, monkeypatch, precision, build_engine):
+    """Where plain TensorRT checks the graphs and the engine step builds the engine (TensorRT and a
+    GPU here: stand-ins), the check only parses the graph the engine step builds; the manifest and
+    lint.md record the engine step's build of it. With --no-engine the check builds every graph."""
+    import importlib.machinery
+    from pathlib import Path
+
+    from at2seld_edge.checkpoint import Checkpoint
+    from at2seld_edge.deploy import build as build_mod
+    from at2seld_edge.deploy import trt_check as trt_check_mod
+    from at2seld_edge.deploy.engine import BuiltEngine, ParsedNetwork
+
+    builder_available("tensorrt")  # cached as it really is before the stand-in module goes into sys.modules
+    fake = types.ModuleType("tensorrt")
+    fake.__spec__, fake.__version__ = importlib.machinery.ModuleSpec("tensorrt", None), "10.3.0"  # torch looks it up
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    monkeypatch.setattr(build_mod, "tensorrt_available", lambda: True)
+    monkeypatch.setattr(build_mod, "gpu_info", lambda: GpuInfo("Orin", "8.7"))
+    monkeypatch.setattr(trt_check_mod, "here_builder", lambda: "tensorrt")
+    monkeypatch.setattr(trt_check_mod, "tensorrt_module", lambda builder="tensorrt": sys.modules["tensorrt"])
+    checked, engines = [], []
+    monkeypatch.setattr(trt_check_mod, "parse_onnx", lambda path, builder: ParsedNetwork(
+        Path(path), builder, "10.3.0", [], 3, {"backbone": 3}, {"Convolution": 3}))
+
+    def check_build(parsed, request):
+        checked.append(parsed.path.name)
+        return BuiltEngine(b"\0" * 2_000_000, 1.5)
+
+    def engine_build(onnx_path, engine_path, precision, *args, layer_info=None, **kw):
+        engines.append(Path(onnx_path).name)
+        engine_path.write_bytes(b"\0" * 3_000_000)
+        layer_info.write_text("{}")
+        return engine_path
+
+    monkeypatch.setattr(trt_check_mod, "build_network", check_build)
+    monkeypatch.setattr(build_mod, "build_engine", engine_build)
+    hashed = []
+    monkeypatch.setattr(Checkpoint, "sha256", lambda self, real=Checkpoint.sha256: hashed.append(1) or real(self))
+    out = tmp_path / "b"
+    build(BuildOptions(target="jetson-orin", precision=precision, out=out, build_engine=build_engine),
+          say=lambda m: None)
+    graphs = {g["file"]: g for g in _check(out)["_"]["graphs"]}
+    others = sorted(set(graphs) - {"model.fp32.onnx"})  # the FP16 graph of an FP16 bundle
+    assert sorted(checked) == (others if build_engine else sorted(graphs))  # each graph built once...
+    assert engines == (["model.fp32.onnx"] if build_engine else [])  # ...the engine graph by the engine step
+    m = load_bundle(out).manifest
+    assert (m.engine is not None) == build_engine and all(g["parsed"] and g["built"] for g in graphs.values())
+    fp32 = graphs["model.fp32.onnx"]
+    assert fp32["engine_bytes"] == (3_000_000 if build_engine else 2_000_000)
+    assert f"{fp32['engine_bytes'] / 1e6:.1f} MB in {fp32['build_seconds']:.1f} s" in (out / "lint.md").read_text()
+    assert len(hashed) == 1 and m.source_checkpoint_sha256  # the checkpoint is hashed once, by plan_build
