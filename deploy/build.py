@@ -250,9 +250,9 @@ class Builder:
 
     def engine(self) -> None:
         opts = self.plan.options
-        gpu = gpu_info() if tensorrt_available() else None
         if self.manifest.engine is not None:
             return  # TensorRT-RTX built it for the target's compute capability (tensorrt parse and build)
+        gpu = gpu_info() if opts.build_engine and tensorrt_available() else None  # CUDA is asked only when needed
         if not opts.build_engine:
             self.say("TensorRT engine: skipped (--no-engine); run `edge build` on the device to build and record it")
         elif not tensorrt_available() or gpu is None:
