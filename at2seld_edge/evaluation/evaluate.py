@@ -148,7 +148,8 @@ class _Scorer:
             results["dcase2024"], classwise["dcase2024"] = self.m24.results(), self.m24.classwise()
             if not self.m24.eval_distance:
                 notes.append("dcase2024 metrics without distance: the predictions carry none, so RDE and the "
-                             "distance threshold are left out (SELD = mean(1 - F, DOAE / 180))")
+                             "distance threshold are left out and, as the official code does then, SELD = "
+                             "nanmean(ER, 1 - F, DOAE / 180, 1 - LR) per class")
         if self.ignored_rows:
             notes.append(f"{self.ignored_rows} predicted rows after a clip's last reference frame were not scored, "
                          "as the official DCASE scorers do")

@@ -19,7 +19,9 @@ its angular error is within 20 degrees and its relative distance error |d - d_re
 counts in the macro averages of F, LR and SELD (a class never detected scores F 0), while DOAE,
 DE and RDE average over the classes that have matched pairs. Per class, SELD = mean(1 - F,
 DOAE / 180, RDE). Without predicted distances (`eval_distance=False`: our model has no distance
-output) the distance threshold and RDE drop out and SELD = mean(1 - F, DOAE / 180).
+output) the distance threshold and RDE drop out and, as in the official code's 2023-style score
+for that case, SELD = nanmean(ER, 1 - F, DOAE / 180, 1 - LR) per class (DOAE is NaN for a class
+without matched pairs, so its SELD averages the other three), then the mean over classes.
 
 Which frames are scored follows the official scorers too (`official_frame_count`): a clip is
 scored up to its last *reference* frame index, exclusive, in whole 1 s segments for the 2023
@@ -216,10 +218,10 @@ class SeldMetrics2024:
             de = np.where(self.de_tp > 0, self.total_dist / self.de_tp, np.nan)
             rde = np.where(self.de_tp > 0, self.total_reldist / self.de_tp, np.nan)
         lr = self.de_tp / (EPS + self.de_tp + self.de_fn)
-        er = (self.s + self.d + self.i) / (self.n_ref.sum() + EPS)
-        parts = [1 - f, doae / 180.0] + ([rde] if self.eval_distance else [])
+        er = np.full(self.n, (self.s + self.d + self.i) / (self.n_ref.sum() + EPS))
+        parts = [1 - f, doae / 180.0, rde] if self.eval_distance else [er, 1 - f, doae / 180.0, 1 - lr]
         seld = _nanmean(np.stack(parts), axis=0)
-        out = {"ER": np.full(self.n, er), "F": f, "DOAE": doae, "DE": de, "RDE": rde, "LR": lr, "SELD": seld}
+        out = {"ER": er, "F": f, "DOAE": doae, "DE": de, "RDE": rde, "LR": lr, "SELD": seld}
         if not self.eval_distance:
             del out["DE"], out["RDE"]
         return out

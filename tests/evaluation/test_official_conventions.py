@@ -93,6 +93,27 @@ def test_2024_without_predicted_distances_scores_direction_only(tmp_path):
     assert any("without distance" in n for n in s.notes)
 
 
+def test_2024_without_predicted_distances_is_the_official_four_term_score():
+    # class 0: found every frame at 10 deg; class 1: referenced every frame, never predicted. The
+    # official `evaluate_distance=False` score is nanmean(ER, 1 - F, AE / 180, 1 - LR) per class.
+    def xyz(deg):
+        return (math.cos(math.radians(deg)), math.sin(math.radians(deg)), 0.0)
+
+    ref = {f: [Detection(0, 0, xyz(0)), Detection(1, 0, xyz(90))] for f in range(10)}
+    pred = {f: [Detection(0, 0, xyz(10))] for f in range(10)}
+    m = SeldMetrics2024(2, eval_distance=False)
+    m.update(pred, ref, 10)
+    r = m.results()
+    # per frame: class 1 a miss (loc_FN 1, loc_FP 0) -> D += 1; N_ref = 2 per frame -> ER = 10 / 20
+    er = 10 / (20 + EPS)
+    f0, f1 = 10 / (EPS + 10), 0.0
+    lr0, lr1 = 10 / (EPS + 10), 0.0
+    seld0 = np.mean([er, 1 - f0, 10.0 / 180, 1 - lr0])
+    seld1 = np.mean([er, 1 - f1, 1 - lr1])  # AE NaN (no matched pair) drops out of the nanmean
+    assert r["ER"] == pytest.approx(0.5) and set(r) == {"ER", "F", "DOAE", "LR", "SELD"}
+    assert r["SELD"] == pytest.approx((seld0 + seld1) / 2, abs=1e-6)  # 0.4722; mean(1-F, AE/180) gave 0.5139
+
+
 def test_a_class_never_in_the_references_is_named(tmp_path):
     s = score(tmp_path, ["0,0,0,30,0", "5,0,0,30,0"], ["0,0,0,30,0"])
     assert any("never in the references: b" in n and "F 0, LE 180" in n for n in s.notes)
@@ -118,5 +139,7 @@ def test_checkpoint_mode_on_a_2024_dataset_scores_the_2024_metrics_without_dista
     r = s.results["dcase2024"]
     assert "RDE" not in r and r["DOAE"] == pytest.approx(0.0, abs=1e-4)
     assert r["F"] == pytest.approx(0.5)  # class a perfect over frames 0..13, class b never referenced
+    # SELD per class nanmean(ER, 1 - F, DOAE / 180, 1 - LR): a (0, 0, 0, 0), b (0, 1, NaN, 1)
+    assert r["SELD"] == pytest.approx(np.mean([0.0, 2 / 3]), abs=1e-6)
     assert any("without distance" in note for note in s.notes)
     assert (tmp_path / "metrics.json").is_file() and "dcase2024" in (tmp_path / "per_class.md").read_text()
