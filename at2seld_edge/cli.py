@@ -10,7 +10,9 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from at2seld_edge.config import DEFAULT_PRESET, load_config, preset_names
 from at2seld_edge.errors import EXIT_CODES, EdgeError, ErrorKind
@@ -38,8 +40,16 @@ data_app = typer.Typer(no_args_is_help=True, help="Datasets: synthesize the defa
 app.add_typer(data_app, name="data")
 
 # Piped or logged output is not cut at 80 columns: tables keep every figure (a terminal's own width rules there).
-out = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+# Markup is off: messages carry paths, names and install hints such as pip install 'at2seld-edge[search]',
+# whose brackets rich would take for style tags and drop; colour goes through `style=` and `Text` only.
+out = Console(width=None if sys.stdout.isatty() else 200, markup=False)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200, markup=False)
+VERDICT_STYLE = {"PASS": "green", "ran": "green", "skipped": "yellow", "failed": "red"}
+
+
+def _verdict(word: str) -> Text:
+    """A PASS/FAIL (or step status) table cell, coloured."""
+    return Text(word, style=VERDICT_STYLE.get(word, "red"))
 
 CONFIG_HELP = f"preset name ({', '.join(preset_names())}) or path to a YAML config"
 TORCH_DEVICE_HELP = "where torch runs: auto (CUDA where there is a GPU), cpu, cuda or cuda:N"
@@ -116,7 +126,7 @@ def export(
     if opset < 14:
         raise EdgeError(f"--opset {opset}: the model needs opset 14 or newer", ErrorKind.USAGE)
     model, manifest = _load_model(config, checkpoint, backbone_weights)
-    with err.status(f"exporting {model.config.name} to {out_path} ..."):
+    with err.status(Text(f"exporting {model.config.name} to {out_path} ...")):
         result = export_onnx(model, out_path, seconds=seconds, dynamic_time=dynamic_time, opset=opset,
                              tolerance=tolerance, manifest_extra=manifest)
     lengths = ", ".join(f"{n} samples" for n in result.checked_lengths)
@@ -301,7 +311,7 @@ def evaluate_cmd(
     for s in skipped:
         err.print(f"skipped: {s}", highlight=False)
     with Progress(console=err, transient=True) as progress:
-        task = progress.add_task(f"evaluating {split}", total=len(clips))
+        task = progress.add_task(escape(f"evaluating {split}"), total=len(clips))  # a markup template column
         outputs = predict_clips(DeviceModel(model, torch_device), clips, progress=lambda: progress.advance(task))
     scores = evaluate_outputs(outputs, np.array(ckpt.thresholds), ds.classes, out_dir, oracle_activity,
                               {"checkpoint": str(checkpoint), "split": split, "skipped": skipped},
@@ -446,8 +456,8 @@ def devices_calibrate(
         rows.add_row(label[:60], f"{measured:.3f}", f"{before:.3f}", f"{after:.3f}")
     out.print(rows)
     for key in r.at_bounds():
-        out.print(f"[yellow]{key} is at its bound: the device file's peak or bandwidth is below what was measured, "
-                  "or the measurements disagree with each other[/]", highlight=False)
+        out.print(f"{key} is at its bound: the device file's peak or bandwidth is below what was measured, "
+                  "or the measurements disagree with each other", style="yellow", highlight=False)
     if dry_run:
         out.print("dry run: nothing written", highlight=False)
     else:
@@ -484,7 +494,7 @@ def profile_cmd(
                                     precision=precision, backend=backend, iterations=iterations, warmup=warmup,
                                     out=out_dir, device=device, cuda_graphs=cuda_graphs)
     with err.status("profiling ...") as status:
-        result = run_profile(req, status=status.update)
+        result = run_profile(req, status=lambda m: status.update(Text(m)))
     prof, bud = result.profile, result.budget
     title = (f"{prof.config_name or prof.source} on {result.device.name} ({prof.precision}, {prof.backend}; "
              f"latency checked: {prof.latency_checked})")
@@ -511,7 +521,7 @@ def profile_cmd(
     if result.violation is not None:
         if fail_on_violation:
             raise result.violation
-        out.print(f"[yellow]{result.violation}[/]", highlight=False)
+        out.print(str(result.violation), style="yellow", highlight=False)
 
 
 def _print_checks(title: str, rows: list[list[str]]) -> None:
@@ -519,7 +529,7 @@ def _print_checks(title: str, rows: list[list[str]]) -> None:
     for col in ("scope", "limit", "value", "budget", "result"):
         table.add_column(col)
     for r in rows:
-        table.add_row(*r[:-1], f"[green]{r[-1]}[/]" if r[-1] == "PASS" else f"[red]{r[-1]}[/]")
+        table.add_row(*r[:-1], _verdict(r[-1]))
     out.print(table)
 
 
@@ -582,7 +592,7 @@ def build_cmd(
               f"{'PASS' if result.verify.passed else 'FAILED'}, budget {'PASS' if not failed else f'{len(failed)} over'}"
               f"{', engine ' + m.engine.file if m.engine else ''})", highlight=False)
     for c in failed:
-        out.print(f"[yellow]over budget: {c.describe()}[/]", highlight=False)
+        out.print(f"over budget: {c.describe()}", style="yellow", highlight=False)
     for note in result.notes:
         out.print(f"note: {note}", highlight=False)
 
@@ -605,7 +615,7 @@ def verify_cmd(
     for col in header:
         table.add_column(col, justify="right")
     for r in rows:
-        table.add_row(*r[:-1], f"[green]{r[-1]}[/]" if r[-1] == "PASS" else f"[red]{r[-1]}[/]")
+        table.add_row(*r[:-1], _verdict(r[-1]))
     out.print(table)
     if not report.passed:
         raise EdgeError(f"{bundle}: {report.backend} does not reproduce the golden outputs: " + "; ".join(report.failures),
@@ -673,7 +683,7 @@ def bench_cmd(
     out_dir = out_dir or Path("reports") / f"bench-{bundle.resolve().name}"
     check_output_dir(out_dir, is_ours=lambda p: any(p.glob("bench-*.json")), what="bench report folder")
     rt = SeldRuntime(bundle, backend, device)
-    with err.status(f"benchmarking {bundle} on {rt.session.name} ({warmup} warm-up + {iterations} timed) ..."):
+    with err.status(Text(f"benchmarking {bundle} on {rt.session.name} ({warmup} warm-up + {iterations} timed) ...")):
         report = bench(rt, iterations, warmup, fit_device)
     table = Table(title=f"{bundle}: {report.backend}, {report.precision}, batch 1")
     for col in ("latency", "median ms", "p95 ms", "p99 ms", "mean ms", "runs"):
@@ -717,9 +727,8 @@ def selftest_cmd(
     table = Table(title=f"selftest on {report.target}")
     for col in ("step", "status", "s", "detail"):
         table.add_column(col, justify="right" if col == "s" else "left")
-    style = {"ran": "green", "skipped": "yellow", "failed": "red"}
     for st in report.steps:
-        table.add_row(st.name, f"[{style[st.status]}]{st.status}[/]", f"{st.seconds:.1f}", st.detail)
+        table.add_row(st.name, _verdict(st.status), f"{st.seconds:.1f}", st.detail)
     out.print(table)
     for c in report.comparisons:
         out.print(f"{c.precision} on {c.ran_on}: measured {c.measured_ms:.2f} ms, estimate for {c.device} "
@@ -843,7 +852,7 @@ def main() -> None:
 
 
 def _fail(message: str, code: int) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    err.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
     sys.exit(code)
 
 

@@ -93,3 +93,45 @@ def test_export_with_official_backbone_weights_reports_unused_keys(tmp_path):
     r = edge("export", "--backbone-weights", str(weights), "--out", str(tmp_path / "m.onnx"), "--seconds", "0.5")
     assert r.returncode == 0, r.stderr
     assert "not used by the SELD model (4): fc1.weight" in " ".join(r.stderr.split())
+
+
+def _install_hints() -> list[str]:
+    from at2seld_edge.cli import SEARCH_EXTRA
+    from at2seld_edge.deploy.engine import BUILDERS
+
+    return [SEARCH_EXTRA, *(BUILDERS.get(n).install for n in BUILDERS.names())]
+
+
+@pytest.mark.parametrize("hint", _install_hints())
+def test_error_messages_keep_their_brackets(hint, capsys):
+    from at2seld_edge import cli
+
+    with pytest.raises(SystemExit) as exit_:
+        cli._fail(f"runs/[x]/a.yaml: {hint}", 1)
+    assert exit_.value.code == 1
+    assert capsys.readouterr().err.strip() == f"error: runs/[x]/a.yaml: {hint}"  # rich markup took "[search]"
+
+
+def test_a_missing_extra_prints_the_whole_install_line(monkeypatch, capsys, tmp_path):
+    from at2seld_edge import cli
+
+    monkeypatch.setitem(sys.modules, "optuna", None)  # `import optuna` raises ImportError
+    monkeypatch.setattr(sys, "argv", ["edge", "search", "--data", "d.yaml", "-t", "jetson-orin", "-b", "realtime-100ms",
+                                      "--out", str(tmp_path / "s")])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    assert exit_.value.code == 2 and "pip install 'at2seld-edge[search]'" in capsys.readouterr().err
+
+
+def test_table_cells_and_notes_print_user_text_as_written(capsys):
+    from rich.table import Table
+
+    from at2seld_edge import cli
+
+    table = Table(title="bundles/[int8]")
+    table.add_column("module")
+    table.add_row("[bold]head", cli._verdict("PASS"))
+    cli.out.print(table)
+    cli.out.print("note: wrote reports/[a]/x.md", highlight=False)
+    text = capsys.readouterr().out
+    assert "bundles/[int8]" in text and "[bold]head" in text and "PASS" in text and "reports/[a]/x.md" in text
