@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from at2seld_edge.config import DEFAULT_PRESET, load_config, preset_names
+from at2seld_edge.config import DEFAULT_PRESET, load_config, preset_description, preset_names
 from at2seld_edge.errors import EXIT_CODES, EdgeError, ErrorKind
 from at2seld_edge.options import Int8Limits
 
@@ -106,7 +106,7 @@ def model_summary(
 def model_presets() -> None:
     """List the shipped model presets."""
     for name in preset_names():
-        out.print(f"{name}: {load_config(name).description}")
+        out.print(f"{name}: {preset_description(name)}", highlight=False)
 
 
 @app.command("export")

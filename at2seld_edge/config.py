@@ -297,6 +297,16 @@ def preset_names() -> list[str]:
 DEFAULT_PRESET = "at2seld-nano"
 
 
+def preset_description(name: str) -> str:
+    """A shipped preset's one-line description, read from its YAML without validating it: the
+    validators consult the model registries, which import torch, and listing names needs none
+    (tests validate every preset)."""
+    if name not in preset_names():
+        raise EdgeError(f"unknown preset {name!r} (presets: {', '.join(preset_names())})")
+    text = (resources.files("at2seld_edge") / "presets" / f"{name}.yaml").read_text(encoding="utf-8")
+    return str(yaml_mapping(text, f"preset {name}", "config").get("description", ""))
+
+
 def load_config(name_or_path: str | Path) -> ModelConfig:
     """A preset name (see `preset_names()`) or a YAML file path."""
     text, source = _read_config_source(str(name_or_path))

@@ -135,3 +135,16 @@ def test_table_cells_and_notes_print_user_text_as_written(capsys):
     cli.out.print("note: wrote reports/[a]/x.md", highlight=False)
     text = capsys.readouterr().out
     assert "bundles/[int8]" in text and "[bold]head" in text and "PASS" in text and "reports/[a]/x.md" in text
+
+
+def test_model_presets_lists_every_preset_without_importing_torch():
+    code = ("import sys; from typer.testing import CliRunner; from at2seld_edge.cli import app; "
+            "r = CliRunner().invoke(app, ['model', 'presets']); print(r.exit_code, 'torch' in sys.modules); "
+            "print(r.output)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    status, listing = r.stdout.split("\n", 1)
+    assert status == "0 False"  # was "0 True": 7 s and 270 MB to list seven names
+    from at2seld_edge.config import load_config, preset_names
+
+    assert listing.strip().splitlines() == [f"{n}: {load_config(n).description}" for n in preset_names()]
