@@ -257,7 +257,8 @@ def evaluate_cmd(
     data: Optional[Path] = typer.Option(None, "--data", help="dataset spec YAML (its classes, format, references "
                                         "and splits)"),
     split: Optional[str] = typer.Option(None, help="split to score (default: test with --checkpoint; every "
-                                        "reference CSV with --pred)"),
+                                        "reference CSV with --pred); with --ref and no --data, its subfolder of "
+                                        "that name or its subfolders NAME-* (dev-test: dev-test-sony, dev-test-tau)"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="folder for output CSVs, metrics.json, per_class.md"),
     pred: Optional[Path] = typer.Option(None, help="folder of DCASE output CSVs to score"),
     ref: Optional[Path] = typer.Option(None, help="folder of reference metadata CSVs (default with --data: its "
@@ -265,7 +266,8 @@ def evaluate_cmd(
     label_format: Optional[str] = typer.Option(None, "--format", help="label format of --ref (default: --data's, "
                                                "else dcase2023)"),
     num_classes: Optional[int] = typer.Option(None, "--classes", help="number of classes of --ref (default: "
-                                              "--data's, else the format's)"),
+                                              "--data's, else the CSVs' largest class index + 1); names are the "
+                                              "format's for its own count, else class0, class1, ..."),
     oracle_activity: bool = typer.Option(False, "--oracle-activity", help="also report DOA error given the reference activity"),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="leave out bad clips (listed) instead of stopping"),
     as_json: bool = typer.Option(False, "--json", help="print metrics.json's content instead of tables"),

@@ -20,6 +20,7 @@ from at2seld_edge.evaluation.metrics import (FRAMES_PER_SEGMENT, Frames, SeldMet
 from at2seld_edge.io import atomic_write_text, markdown_table
 
 THRESHOLD_GRID = tuple(round(x, 2) for x in np.arange(0.1, 0.91, 0.05))
+CLASS_INDEX_LIMIT = 1024  # the largest class index a CSV may hold when the class count is read from the CSVs
 
 
 @dataclass
@@ -183,23 +184,43 @@ def evaluate_outputs(outputs: list[ClipOutput], thresholds: np.ndarray, classes:
     return scores
 
 
+def class_names(label_format: str, n: int) -> list[str]:
+    """The format's own class names where `n` is its class count, else neutral ones (class0, ...):
+    a CSV row holds a class index only, so another count means another class list."""
+    names = LABEL_FORMATS.get(label_format).classes
+    return list(names) if n == len(names) else [f"class{i}" for i in range(n)]
+
+
+def split_folders(ref: Path, split: str) -> list[Path]:
+    """The subfolders of a metadata folder holding every split that make up `split`: the one
+    named so, or those named `split-*` (dev-test takes dev-test-sony and dev-test-tau)."""
+    subs = sorted(p for p in ref.iterdir() if p.is_dir()) if ref.is_dir() else []
+    chosen = [p for p in subs if p.name == split or p.name.startswith(split + "-")]
+    if not chosen:
+        have = ", ".join(p.name for p in subs) or "none"
+        raise EdgeError(f"{ref}: no split folder {split!r} or {split}-* (subfolders: {have})")
+    return chosen
+
+
 @dataclass
 class CsvScoring:
-    """What `edge evaluate --pred/--ref` scores: reference CSVs of a label format (all of them, or
-    the clips of one split of a dataset spec) against prediction CSVs of the same stems."""
+    """What `edge evaluate --pred/--ref` scores: reference CSVs of a label format (all of them, the
+    clips of one split of a dataset spec, or the split subfolders of --ref) against prediction
+    CSVs of the same stems."""
 
     pred_dir: Path
     ref_dir: Path
     label_format: str
-    classes: list[str]
+    classes: list[str] | None  # None: as many as the CSVs' largest class index says
     only: set[str] | None = None  # reference stems to score (a split); None: every CSV under ref_dir
+    split_dirs: list[Path] | None = None  # the subfolders of ref_dir that hold the split; None: all of it
 
     @classmethod
     def resolve(cls, pred: Path, ref: Path | None, data: Path | None, split: str | None, label_format: str | None,
                 num_classes: int | None) -> "CsvScoring":
         """What `--pred/--ref/--data/--split/--format/--classes` name, checked: a dataset spec
         gives the classes, the format, the references and which clips a split holds."""
-        only = None
+        only = split_dirs = None
         if data is not None:
             from at2seld_edge.data.spec import load_dataset
 
@@ -214,17 +235,14 @@ class CsvScoring:
         else:
             if ref is None:
                 raise EdgeError("score CSVs with both --pred and --ref (or --pred and --data)", ErrorKind.USAGE)
-            if split is not None:
-                raise EdgeError("--split needs --data (the dataset spec says which clips a split holds)",
-                                ErrorKind.USAGE)
             label_format = label_format or "dcase2023"
-            names = list(LABEL_FORMATS.get(label_format).classes)
-            n = num_classes or len(names)
-            classes = names[:n] + [f"class_{i}" for i in range(len(names), n)]
+            classes = class_names(label_format, num_classes) if num_classes is not None else None
         for folder, flag in ((pred, "--pred"), (ref, "--ref")):
             if not folder.is_dir():
                 raise EdgeError(f"{folder}: {flag} folder not found")
-        return cls(pred, ref, label_format, classes, only)
+        if data is None and split is not None:
+            split_dirs = split_folders(ref, split)
+        return cls(pred, ref, label_format, classes, only, split_dirs)
 
 
 def evaluate_csv_dirs(req: CsvScoring, out_dir: Path | None = None) -> Scores:
@@ -232,21 +250,48 @@ def evaluate_csv_dirs(req: CsvScoring, out_dir: Path | None = None) -> Scores:
     their format's distance unit (cm for dcase2024); predictions carry metres, as in the official
     output format. With distances in the references, the DCASE2024 metrics are added."""
     fmt = LABEL_FORMATS.get(req.label_format)
-    refs = {p.stem: p for p in sorted(Path(req.ref_dir).rglob("*.csv")) if req.only is None or p.stem in req.only}
+    refs = {p.stem: p for root in (req.split_dirs or [Path(req.ref_dir)]) for p in sorted(root.rglob("*.csv"))
+            if req.only is None or p.stem in req.only}
     preds = {p.stem: p for p in sorted(Path(req.pred_dir).rglob("*.csv"))}
     if not refs:
         raise EdgeError(f"{req.ref_dir}: no reference CSV files" + (" of the chosen split" if req.only else ""))
     missing = sorted(set(refs) - set(preds))
     if missing:
-        raise EdgeError(f"{req.pred_dir}: no prediction for {len(missing)} reference clip(s): {', '.join(missing[:5])}")
-    loaded = [(read_output_csv(preds[stem], len(req.classes)), frames_from_events(fmt.read(path, len(req.classes))))
+        raise EdgeError(f"{req.pred_dir}: no prediction for {len(missing)} reference clip(s): {', '.join(missing[:5])}"
+                        + _split_hint(req))
+    bound = len(req.classes) if req.classes is not None else CLASS_INDEX_LIMIT
+    loaded = [(read_output_csv(preds[stem], bound), frames_from_events(fmt.read(path, bound)))
               for stem, path in refs.items()]
+    notes: list[str] = []
+    classes = req.classes if req.classes is not None else _classes_from_csvs(req, loaded, notes)
     eval_distance = fmt.has_distance and all(d.distance is not None for pred, _ in loaded
                                               for dets in pred.values() for d in dets)
-    scorer = _Scorer(req.classes, fmt.has_distance, eval_distance)
+    scorer = _Scorer(classes, fmt.has_distance, eval_distance)
     for pred, ref in loaded:
         scorer.add(pred, ref)
-    scores = scorer.scores([], {"pred": str(req.pred_dir), "ref": str(req.ref_dir), "format": req.label_format})
+    scores = scorer.scores(notes, {"pred": str(req.pred_dir), "ref": str(req.ref_dir), "format": req.label_format})
     if out_dir is not None:
         scores.write(Path(out_dir))
     return scores
+
+
+def _classes_from_csvs(req: CsvScoring, loaded: list[tuple[Frames, Frames]], notes: list[str]) -> list[str]:
+    """Without --classes or --data: as many classes as the largest index in the CSVs says."""
+    n = 1 + max((d.cls for frames in (f for pair in loaded for f in pair) for dets in frames.values() for d in dets),
+                default=-1)
+    if n == 0:
+        raise EdgeError(f"{req.ref_dir}: no event in any reference or prediction CSV, so no class count; give "
+                        "--classes (or --data)", ErrorKind.USAGE)
+    classes = class_names(req.label_format, n)
+    named = f"the {req.label_format} format's names" if classes[0] != "class0" else f"class0..class{n - 1}"
+    notes.append(f"{n} classes, read from the CSVs (largest class index + 1), named {named}; --classes N (or "
+                 "--data) sets the count when the last classes never occur")
+    return classes
+
+
+def _split_hint(req: CsvScoring) -> str:
+    """For missing predictions under a --ref that holds several splits: how to choose one."""
+    if req.split_dirs is not None or req.only is not None:
+        return ""
+    subs = sorted(p.name for p in Path(req.ref_dir).iterdir() if p.is_dir())
+    return f" ({req.ref_dir} holds {', '.join(subs)}: choose a split with --split)" if len(subs) > 1 else ""

@@ -11,6 +11,7 @@ from at2seld_edge.evaluation.decode import decode, read_output_csv, write_output
 from at2seld_edge.data.formats import STARSS23_CLASSES
 from at2seld_edge.evaluation.evaluate import (ClipOutput, CsvScoring, calibrate_thresholds, evaluate_csv_dirs,
                                              oracle_doa_error)
+from at2seld_edge.errors import EdgeError
 from at2seld_edge.evaluation.metrics import Detection
 
 
@@ -76,3 +77,57 @@ def test_scoring_dcase2024_folders_adds_the_distance_metrics(tmp_path):
     assert r["dcase2023"]["F"] == pytest.approx(1 / 13)  # macro over the 13 STARSS classes, one perfect
     assert r["dcase2024"]["RDE"] == pytest.approx(0.25) and r["dcase2024"]["F"] == pytest.approx(1 / 13)
     assert (tmp_path / "out" / "metrics.json").is_file()
+
+
+def _csv(path, classes):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{f},{c},0,30,0\n" for f in range(12) for c in classes))
+
+
+def _resolve(tmp_path, num_classes=None, split=None):
+    return CsvScoring.resolve(tmp_path / "pred", tmp_path / "ref", None, split, None, num_classes)
+
+
+def test_without_classes_the_count_comes_from_the_csvs_with_neutral_names(tmp_path):
+    _csv(tmp_path / "ref" / "fold1_room1_mix001.csv", range(8))  # an 8-class set (edge data synth's default)
+    _csv(tmp_path / "pred" / "fold1_room1_mix001.csv", range(8))
+    s = evaluate_csv_dirs(_resolve(tmp_path))
+    assert s.classes == [f"class{i}" for i in range(8)]  # not 13 STARSS23 classes, 5 of them F 0
+    assert s.results["dcase2023"]["F"] == pytest.approx(1.0)
+    assert any(n.startswith("8 classes, read from the CSVs (largest class index + 1), named class0..class7")
+               for n in s.notes)
+    _csv(tmp_path / "pred" / "fold1_room1_mix001.csv", [12])  # a prediction of class 12: 13 classes, the format's
+    assert evaluate_csv_dirs(_resolve(tmp_path)).classes == list(STARSS23_CLASSES)
+
+
+@pytest.mark.parametrize("n, expected", [(8, [f"class{i}" for i in range(8)]), (13, list(STARSS23_CLASSES))])
+def test_classes_given_take_the_format_names_only_at_its_own_count(tmp_path, n, expected):
+    _csv(tmp_path / "ref" / "fold1_room1_mix001.csv", [0])
+    _csv(tmp_path / "pred" / "fold1_room1_mix001.csv", [0])
+    assert _resolve(tmp_path, num_classes=n).classes == expected  # --classes 8 named them femaleSpeech...
+
+
+def test_csvs_without_any_event_are_refused_without_classes(tmp_path):
+    for side in ("ref", "pred"):
+        (tmp_path / side).mkdir()
+        (tmp_path / side / "fold1_room1_mix001.csv").write_text("")
+    with pytest.raises(EdgeError, match="no event in any reference or prediction CSV.*--classes"):
+        evaluate_csv_dirs(_resolve(tmp_path))
+
+
+def test_a_ref_folder_of_every_split_scores_the_one_split_chosen(tmp_path):
+    ref = tmp_path / "ref"
+    _csv(ref / "dev-train-sony" / "fold3_room21_mix001.csv", [0])
+    _csv(ref / "dev-test-sony" / "fold4_room23_mix001.csv", [1])
+    _csv(ref / "dev-test-tau" / "fold4_room2_mix001.csv", [2])
+    _csv(tmp_path / "pred" / "fold4_room23_mix001.csv", [1])
+    _csv(tmp_path / "pred" / "fold4_room2_mix001.csv", [2])
+    with pytest.raises(EdgeError, match="no prediction for 1 reference clip.*holds dev-test-sony, dev-test-tau, "
+                                        "dev-train-sony: choose a split with --split"):
+        evaluate_csv_dirs(_resolve(tmp_path, 3))
+    s = evaluate_csv_dirs(_resolve(tmp_path, 3, split="dev-test"))  # dev-test-sony and dev-test-tau
+    assert s.clips == 2 and s.results["dcase2023"]["ER"] == pytest.approx(0.0)
+    assert evaluate_csv_dirs(_resolve(tmp_path, 3, split="dev-test-tau")).clips == 1
+    with pytest.raises(EdgeError, match=r"no split folder 'eval' or eval-\* \(subfolders: dev-test-sony, dev-test-tau, "
+                                        r"dev-train-sony\)"):
+        _resolve(tmp_path, 3, split="eval")
