@@ -726,16 +726,17 @@ def selftest_cmd(
     opts = SelftestOptions.from_flags(target=target, out=out_dir, iterations=iterations, warmup=warmup,
                                       calib_clips=calib_clips, install=install)
     report = run_selftest(opts, say=lambda m: err.print(m, highlight=False))
-    table = Table(title=f"selftest on {report.target}")
+    table = Table(title=report.title())
     for col in ("step", "status", "s", "detail"):
         table.add_column(col, justify="right" if col == "s" else "left")
     for st in report.steps:
         table.add_row(st.name, _verdict(st.status), f"{st.seconds:.1f}", st.detail)
     out.print(table)
     for c in report.comparisons:
-        out.print(f"{c.precision} on {c.ran_on}: measured {c.measured_ms:.2f} ms, estimate for {c.device} "
-                  f"{c.estimate_ms:.2f} ms ({c.ratio:.2f}x), fitted {c.fitted_ms:.2f} ms; estimate on {report.target} "
-                  f"{c.target_estimate_ms:.2f} ms", highlight=False)
+        out.print(f"{c.precision} on {c.ran_on} ({c.device}): bench median {c.bench_ms:.2f} ms, profiled end to end "
+                  f"{c.profiled_ms:.2f} ms (what the fit uses); estimate for {c.device} {c.estimate_ms:.2f} ms "
+                  f"({c.ratio:.2f}x the profiled), fitted {'-' if c.fitted_ms is None else f'{c.fitted_ms:.2f}'} ms; estimate on {report.target} "
+                  f"{c.target_estimate_ms:.2f} ms (not measured)", highlight=False)
     out.print("wrote " + ", ".join(str(p) for p in report.written), highlight=False)
     if report.failed:
         raise EdgeError("selftest failed: " + "; ".join(f"{s.name}: {s.detail}" for s in report.failed),

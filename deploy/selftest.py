@@ -49,17 +49,23 @@ class Step:
 
 @dataclass
 class Comparison:
+    """One bench against the latency model. Two measured figures, of different runs: edge bench's
+    median (the latency it reports) and the end-to-end time of the runs the fit profiles (ONNX
+    Runtime with its profiler on, so slower than the bench; a TensorRT engine's equals the
+    bench's). The estimate is compared with, and fitted to, the profiled one."""
+
     precision: str
     ran_on: str  # backend and where
-    device: str  # the device spec the measurement is compared with
-    measured_ms: float
-    estimate_ms: float  # with the device's constants before the fit
+    device: str  # the device spec of the machine that ran it (x86-cpu for ONNX Runtime on a CPU)
+    bench_ms: float  # edge bench: median over its timed runs
+    profiled_ms: float  # the fit's end-to-end measurement: median over its profiled runs
+    estimate_ms: float  # for `device`, with its constants before the fit
     fitted_ms: float | None  # after it
-    target_estimate_ms: float  # the estimate on the selftest's target
+    target_estimate_ms: float  # the estimate on the selftest's target (not measured unless device is the target)
 
     @property
     def ratio(self) -> float:
-        return self.estimate_ms / self.measured_ms
+        return self.estimate_ms / self.profiled_ms
 
 
 @dataclass
@@ -74,6 +80,17 @@ class SelftestReport:
     @property
     def failed(self) -> list[Step]:
         return [s for s in self.steps if s.status == "failed"]
+
+    @property
+    def measured_on(self) -> str:
+        """The device(s) the benches ran on, which need not be the target."""
+        return ", ".join(sorted({c.device for c in self.comparisons})) or "nothing"
+
+    def title(self) -> str:
+        """Which device the figures are for and which one they were measured on."""
+        if self.measured_on in ("nothing", self.target):
+            return f"selftest for {self.target}" + ("" if self.comparisons else " (nothing benched)")
+        return f"selftest for {self.target}, measured on {self.measured_on} ({self.target}: estimates only)"
 
 
 def tensorrt_here() -> str | None:
@@ -180,8 +197,8 @@ def _fit(report: SelftestReport, benches: list[Path], opts: SelftestOptions, tar
         # at the window that was benched: a dynamic time axis left alone would be estimated at 1 sample
         on_target = estimate_onnx(bundle / manifest.model, target, record.precision, samples=manifest.window.samples)
         data = json.loads(path.read_text())
-        report.comparisons.append(Comparison(record.precision, data["backend"], record.device, e2e[1], e2e[2], e2e[3],
-                                             on_target.total_ms))
+        report.comparisons.append(Comparison(record.precision, data["backend"], record.device,
+                                             data["window"]["median_ms"], e2e[1], e2e[2], e2e[3], on_target.total_ms))
     report.fit = {"device": cal.device.name, "constants": cal.result.constants.model_dump(mode="json"),
                   "prior": cal.result.prior.model_dump(mode="json"), "determined": cal.result.determined,
                   "log_rms_before": cal.result.log_rms(False), "log_rms_after": cal.result.log_rms(),
@@ -200,7 +217,7 @@ def write_report(report: SelftestReport) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "selftest.md", out / "selftest.json", out / "selftest.png"]
     atomic_write_text(paths[0], _markdown(report))
-    data = {**provenance(), "artifact": "selftest_report", "target": report.target,
+    data = {**provenance(), "artifact": "selftest_report", "target": report.target, "measured_on": report.measured_on,
             "machine": {"node": platform.node(), "machine": platform.machine(), "system": platform.platform()},
             "steps": [asdict(s) for s in report.steps],
             "comparisons": [asdict(c) | {"ratio": c.ratio} for c in report.comparisons], "fit": report.fit,
@@ -212,21 +229,25 @@ def write_report(report: SelftestReport) -> list[Path]:
 
 def _markdown(report: SelftestReport) -> str:
     steps = [[s.name, s.status.upper(), f"{s.seconds:.1f}", s.detail.replace("|", "/")] for s in report.steps]
-    comps = [[c.precision, c.ran_on, c.device, f"{c.measured_ms:.2f}", f"{c.estimate_ms:.2f}", f"{c.ratio:.2f}",
-              "-" if c.fitted_ms is None else f"{c.fitted_ms:.2f}", f"{c.target_estimate_ms:.2f}"]
+    comps = [[c.precision, c.ran_on, c.device, f"{c.bench_ms:.2f}", f"{c.profiled_ms:.2f}", f"{c.estimate_ms:.2f}",
+              f"{c.ratio:.2f}", "-" if c.fitted_ms is None else f"{c.fitted_ms:.2f}", f"{c.target_estimate_ms:.2f}"]
              for c in report.comparisons]
-    parts = [f"# Selftest: at2seld-edge on {report.target}",
+    parts = [f"# {report.title()[0].upper()}{report.title()[1:]}",
              f"Machine {platform.node()} ({platform.machine()}); result: **{'FAIL' if report.failed else 'PASS'}** "
              f"({sum(s.status == 'ran' for s in report.steps)} steps ran, "
              f"{sum(s.status == 'skipped' for s in report.steps)} skipped, {len(report.failed)} failed).",
              "## Steps", markdown_table(["step", "status", "s", "detail"], steps)]
     if comps:
-        parts += ["## Measured vs estimate",
-                  "The estimate for the device each bench ran on (its layers, each max(roofline, per-layer floor), "
-                  "plus a fixed cost), with the device file's constants and with those fitted from these benches; "
-                  f"the last column is the estimate on {report.target}.",
-                  markdown_table(["precision", "ran on", "device", "measured ms", "estimate ms", "estimate / measured",
-                                  "fitted estimate ms", f"estimate on {report.target} ms"], comps)]
+        parts += [f"## Measured on {report.measured_on} vs estimate",
+                  "Two measurements of different runs: *bench median* is edge bench's latency (median over its timed "
+                  "runs); *profiled* is the end-to-end median of the runs the fit profiles (ONNX Runtime's profiler "
+                  "on, so slower; a TensorRT engine's is the bench's), which the estimate is compared with and "
+                  "fitted to. The estimate is for the device each bench ran on (its layers, each max(roofline, "
+                  "per-layer floor), plus a fixed cost), with the device file's constants and with those fitted "
+                  f"from these benches; the last column is the estimate on {report.target}, not a measurement.",
+                  markdown_table(["precision", "ran on", "device", "bench median ms", "profiled ms (fit)",
+                                  "estimate ms", "estimate / profiled", "fitted estimate ms",
+                                  f"estimate on {report.target} ms"], comps)]
     if report.fit:
         c = report.fit["constants"]
         parts += ["## Fitted constants", markdown_table(
@@ -241,19 +262,21 @@ def _plot(report: SelftestReport, path: Path) -> None:
     plt = pyplot()
     import numpy as np
 
-    fig, ax = plt.subplots(figsize=(8, 3.2))
+    fig, ax = plt.subplots(figsize=(10, 3.2))
     labels = [f"{c.precision}\n{c.ran_on}" for c in report.comparisons]
     x = np.arange(len(labels))
-    series = [("measured", [c.measured_ms for c in report.comparisons]),
+    series = [("bench median", [c.bench_ms for c in report.comparisons]),
+              ("profiled (fit)", [c.profiled_ms for c in report.comparisons]),
               ("estimate", [c.estimate_ms for c in report.comparisons]),
               ("fitted estimate", [c.fitted_ms or 0.0 for c in report.comparisons]),
               (f"estimate on {report.target}", [c.target_estimate_ms for c in report.comparisons])]
+    width = 0.8 / len(series)
     for k, (name, values) in enumerate(series):
-        ax.bar(x + (k - 1.5) * 0.2, values, width=0.2, label=name)
+        ax.bar(x + (k - (len(series) - 1) / 2) * width, values, width=width, label=name)
     ax.set_xticks(x, labels, fontsize=8)
     ax.set_ylabel("ms per 1 s window")
-    ax.set_title(f"selftest on {report.target}: measured vs estimate" if labels else "selftest: nothing was benched")
-    ax.legend(fontsize=8)
+    ax.set_title(report.title(), fontsize=9)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over them
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     save_figure(fig, path)

@@ -25,13 +25,18 @@ def test_report_is_markdown_json_and_png_with_skips_and_their_reasons(tmp_path):
     report = SelftestReport("jetson-orin-nano-8gb", tmp_path / "st", [
         Step("build fp16", "ran", "bundle ok", 3.0),
         Step("TensorRT engine build (FP16, INT8)", "skipped", "TensorRT is not importable here"),
-    ], [Comparison("fp16", "onnxruntime (CPUExecutionProvider)", "x86-cpu", 4.0, 5.0, 4.2, 2.4)])
+    ], [Comparison("fp16", "onnxruntime (CPUExecutionProvider)", "x86-cpu", 3.1, 4.0, 5.0, 4.2, 2.4)])
     md, js, png = write_report(report)
     text = md.read_text()
     assert "| TensorRT engine build (FP16, INT8) | SKIPPED | 0.0 | TensorRT is not importable here |" in text
-    assert "| fp16 | onnxruntime (CPUExecutionProvider) | x86-cpu | 4.00 | 5.00 | 1.25 | 4.20 | 2.40 |" in text
+    # the CPU's figures are not titled with the Jetson's name, and the two measurements are told apart
+    assert text.startswith("# Selftest for jetson-orin-nano-8gb, measured on x86-cpu (jetson-orin-nano-8gb: "
+                           "estimates only)\n")
+    assert "| bench median ms | profiled ms (fit) | estimate ms | estimate / profiled |" in text
+    assert "| fp16 | onnxruntime (CPUExecutionProvider) | x86-cpu | 3.10 | 4.00 | 5.00 | 1.25 | 4.20 | 2.40 |" in text
     data = json.loads(js.read_text())
     assert data["passed"] is True and data["comparisons"][0]["ratio"] == pytest.approx(1.25)
+    assert data["measured_on"] == "x86-cpu" and data["comparisons"][0]["bench_ms"] == 3.1
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
@@ -62,7 +67,10 @@ def test_without_tensorrt_the_pipeline_runs_on_onnx_runtime(tmp_path, monkeypatc
     skipped = [s for s in report.steps if s.status == "skipped"]
     assert len(skipped) == 4 and all(s.detail == NO_TRT for s in skipped)
     assert [c.device for c in report.comparisons] == ["x86-cpu", "x86-cpu"]
-    assert all(c.measured_ms > 0 and c.estimate_ms > 0 and c.target_estimate_ms > 0 for c in report.comparisons)
+    assert all(c.profiled_ms > 0 and c.estimate_ms > 0 and c.target_estimate_ms > 0 for c in report.comparisons)
+    bench_int8 = json.loads((tmp_path / "st" / "bench-int8.json").read_text())
+    assert report.comparisons[1].bench_ms == bench_int8["window"]["median_ms"]  # the figure edge bench reported
+    assert report.title() == f"selftest for {report.target}, measured on x86-cpu ({report.target}: estimates only)"
     from at2seld_edge.deploy.bundle import read_manifest
     from at2seld_edge.deploy.devices import load_device
     from at2seld_edge.deploy.latency_model import estimate_onnx
