@@ -91,9 +91,15 @@ class Builder:
         result = fn()
         seconds = time.perf_counter() - t0
         text = summary(result)
-        self.steps.append({"step": name, "seconds": round(seconds, 2), "result": text})
+        self.steps.append({"step": name, "status": "ran", "seconds": round(seconds, 2), "result": text})
         self.say(f"[{len(self.steps)}] {name}: {text} ({seconds:.1f} s)")
         return result
+
+    def skip(self, name: str, reason: str) -> None:
+        """A step that could not run here: listed, in the output, the manifest and the notes."""
+        self.steps.append({"step": name, "status": "skipped", "seconds": 0.0, "result": reason})
+        self.say(f"[{len(self.steps)}] {name}: skipped: {reason}")
+        self.notes.append(f"{name} skipped: {reason}")
 
     def run(self) -> None:
         plan = self.plan
@@ -115,7 +121,8 @@ class Builder:
         self.golden()
         self.numerical_check()
         updates = self.manifest.model_dump(mode="json")
-        tensorrt_steps(self.work, updates, plan.device, self.step, keep_engine=plan.options.build_engine,
+        tensorrt_steps(self.work, updates, plan.device, self.step, self.skip,
+                       keep_engine=plan.options.build_engine,
                        engine_builds=self.engine_graph if self.builds_engine() else None)
         self.manifest = BundleManifest.model_validate(updates)
         self.checks = self.step("profile", self.profile, lambda c: f"budget {plan.budget.name}: " + (

@@ -32,7 +32,7 @@ from at2seld_edge.io import atomic_path, atomic_write_text, markdown_table
 from at2seld_edge.model import OUTPUT_NAMES
 from at2seld_edge.onnx_export import simplify_graph
 from at2seld_edge.deploy.devices import DeviceSpec
-from at2seld_edge.deploy.engine import (EngineRequest, ProfileRange, audio_profile,
+from at2seld_edge.deploy.engine import (BUILDERS, EngineRequest, ProfileRange, audio_profile,
                                         available_builders, build_network, gpu_info, parse_onnx,
                                         rtx_compute_capabilities, tensorrt_module)
 from at2seld_edge.deploy.verify import TOLERANCES, VerifyReport, compare, read_golden
@@ -42,7 +42,9 @@ FP16_PRECISIONS = ("fp16",)  # bundles that carry the FP16-typed graph
 ENGINE_FILE = "model.engine"
 STREAM_ENGINE, STREAM_ROLE = "stream.engine", "stream"
 RTX = "tensorrt-rtx"
+PARSE_AND_BUILD = "tensorrt parse and build"
 Step = Callable[..., object]
+Skip = Callable[[str, str], None]  # (step name, why it did not run)
 
 
 class _Strict(BaseModel):
@@ -253,11 +255,24 @@ def here_builder() -> str | None:
     return None
 
 
-def tensorrt_steps(work: Path, manifest: dict, device: DeviceSpec, step: Step,
+def no_builder_reason() -> str:
+    """Why `here_builder` found none, and what would give one."""
+    trt = ("TensorRT sees no CUDA GPU" if "tensorrt" in available_builders()
+           else f"TensorRT is not installed ({BUILDERS.get('tensorrt').install})")
+    return (f"no TensorRT-family builder here: TensorRT-RTX is not installed ({BUILDERS.get(RTX).install}) and {trt}; "
+            "the graphs were linted, not parsed or built by NVIDIA's builder")
+
+
+def skipped_markdown(reason: str) -> str:
+    return f"## {PARSE_AND_BUILD}: skipped\n\n{reason}.\n"
+
+
+def tensorrt_steps(work: Path, manifest: dict, device: DeviceSpec, step: Step, skip: Skip,
                    keep_engine: bool = True, engine_builds: str | None = None) -> TensorRTCheck | None:
     """`edge build`'s steps after the numerical check: the FP16 graph of an FP16 bundle, then,
     where a TensorRT-family builder imports, the parse-and-build check of every graph (TensorRT-RTX
-    first: it builds without a GPU). Records both in `manifest` (with the engine of a TensorRT-RTX
+    first: it builds without a GPU); where none does, `skip` records the check as skipped with the
+    reason, and lint.md says so. Records both in `manifest` (with the engine of a TensorRT-RTX
     target, unless not `keep_engine`) and appends the check to lint.md; raises when the parser
     rejects a graph or the engine graph or the stream graph does not build. `engine_builds`: the
     graph the build's engine step builds with TensorRT afterwards (None: no engine step); a plain
@@ -267,10 +282,14 @@ def tensorrt_steps(work: Path, manifest: dict, device: DeviceSpec, step: Step,
              lambda r: f"{FP16_GRAPH} (ONNX Runtime's float16 converter, I/O FP32) vs golden: PASS "
                        f"(min SED agreement {min(x.decision_agreement for x in r.rows):.2%})")
     builder = here_builder()
+    lint_md = work / "lint.md"
     if builder is None:
+        reason = no_builder_reason()
+        skip(PARSE_AND_BUILD, reason)
+        atomic_write_text(lint_md, (lint_md.read_text() if lint_md.is_file() else "") + "\n" + skipped_markdown(reason))
         return None
     deferred = engine_builds if builder == "tensorrt" else None
-    check, engine = step("tensorrt parse and build",
+    check, engine = step(PARSE_AND_BUILD,
                          lambda: check_bundle_graphs(work, manifest, device, builder, parse_only=deferred),
                          lambda r: r[0].summary() + (f"; {deferred} parsed only: the engine step builds it"
                                                      if deferred else ""))
@@ -281,7 +300,6 @@ def tensorrt_steps(work: Path, manifest: dict, device: DeviceSpec, step: Step,
         (work / ENGINE_FILE).unlink()
     if not keep_engine and (manifest.get("stream") or {}).get("engine"):
         (work / manifest["stream"].pop("engine")).unlink()
-    lint_md = work / "lint.md"
     atomic_write_text(lint_md, (lint_md.read_text() if lint_md.is_file() else "") + "\n" + check.markdown())
     check.raise_on_rejected()
     for graph in check.graphs:
