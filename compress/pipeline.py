@@ -31,7 +31,7 @@ from at2seld_edge.compress.report import write_report
 from at2seld_edge.compress.prune import IMPORTANCE, PruneResult, passive_filter_prune, pruning_plan
 from at2seld_edge.compress.quantize import (
     DEFAULT_CALIBRATION_CLIPS, DEFAULT_CALIBRATION_METHOD, MIN_CALIBRATION_CLIPS, agreement_judge, calibrate_with_cache,
-    mixed_precision, pick_calibration_audio, quantize_except,
+    mixed_precision, pick_calibration_audio, quantize_except, seld_judgement,
 )
 from at2seld_edge.data.dataset import read_audio
 from at2seld_edge.data.spec import Dataset
@@ -313,9 +313,10 @@ class _Compression:
         val_score = _scorer(cfg, self.val_clips, self.thresholds)
         judged = golden_inputs(1.0) + [a[:, : a.shape[1] // hop * hop] for a in map(read_audio, self.val_clips)]
         judge = agreement_judge(self.model, judged, self.thresholds, opts.int8_tolerance)
-        mixed = mixed_precision(fp32_path, work / "model.int8.onnx", ranges, lambda g: val_score(g)["SELD"],
-                                opts.tolerance, work_dir=work, progress=self.say, judge=judge,
-                                open_graph=lambda p: _SharedGraph(p, cfg))  # one run of each input a candidate
+        judgement = seld_judgement(lambda g: val_score(g)["SELD"], opts.tolerance, judge,
+                                   open_graph=lambda p: _SharedGraph(p, cfg))  # one run of each input a candidate
+        mixed = mixed_precision(fp32_path, work / "model.int8.onnx", ranges, judgement, work_dir=work,
+                                progress=self.say)
         self.report.sensitivity = [asdict(r) for r in mixed.rows]
         self.report.float_modules = mixed.float_modules
         self.add_variant("INT8 mixed precision", self.model, work / "model.int8.onnx", self.thresholds,

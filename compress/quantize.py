@@ -15,9 +15,10 @@ build with implicit INT8 calibration.
 
 from __future__ import annotations
 
-import struct
 import contextlib
 import io
+import math
+import struct
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,15 +222,29 @@ class SensitivityRow:
 
 
 Judge = Callable[[Path], list[str]]  # an INT8 graph -> its output-agreement failures (none: acceptable)
-# What `mixed_precision`'s `open_graph` gives `score` and `judge` in place of a candidate's path:
+# What `seld_judgement`'s `open_graph` gives `score` and `judge` in place of a candidate's path:
 # the candidate opened once (an ONNX Runtime session, called like the model) for both to share.
 OpenGraph = Callable[[Path], object]
 
 
-def agreement_judge(reference, inputs: list[np.ndarray], thresholds: np.ndarray, tol: dict) -> Judge:
-    """Judge a quantized graph by `evaluation.agreement.compare` against `reference` (the FP32
-    PyTorch model) on `inputs`: the definition `edge build`'s golden check applies too. The judge
-    takes the graph's path, or the graph already opened (called like the model)."""
+@dataclass(frozen=True)
+class Int8Judgement:
+    """How a candidate INT8 graph is judged. `evaluate` gives its score (lower is better) and its
+    output-agreement failures; a candidate passes when it has no failure and its score is at
+    most `tolerance` above the FP32 graph's. `measure` names the score in messages."""
+
+    evaluate: Callable[[Path], tuple[float, list[str]]]
+    tolerance: float
+    measure: str
+
+    def passes(self, score: float, fp32_score: float, failures: list[str]) -> bool:
+        return not failures and score - fp32_score <= self.tolerance
+
+
+def agreement_check(reference, inputs: list[np.ndarray], thresholds: np.ndarray, tol: dict):
+    """A graph (its path, or the graph already opened and called like the model) -> one
+    `evaluation.agreement.Comparison` per input against `reference`, the FP32 PyTorch model:
+    the definition `edge build`'s golden check applies too."""
     import torch
 
     from at2seld_edge.evaluation.agreement import compare
@@ -241,16 +256,45 @@ def agreement_judge(reference, inputs: list[np.ndarray], thresholds: np.ndarray,
     with torch.no_grad():
         refs = [{k: v[0].numpy() for k, v in reference(t).items() if k in OUTPUT_NAMES} for t in tensors]
 
-    def judge(path_or_graph) -> list[str]:
+    def check(path_or_graph) -> list:
         graph = (OnnxRuntimeModel(path_or_graph, reference.config) if isinstance(path_or_graph, (str, Path))
                  else path_or_graph)
-        failures = []
-        for i, (t, ref) in enumerate(zip(tensors, refs)):
-            got = {k: v[0].numpy() for k, v in graph(t).items()}
-            failures += compare(ref, got, thresholds, tol, i).failures
-        return failures
+        return [compare(ref, {k: v[0].numpy() for k, v in graph(t).items()}, thresholds, tol, i)
+                for i, (t, ref) in enumerate(zip(tensors, refs))]
 
-    return judge
+    return check
+
+
+def agreement_judge(reference, inputs: list[np.ndarray], thresholds: np.ndarray, tol: dict) -> Judge:
+    """The output-agreement failures of a graph against `reference` on `inputs` (`agreement_check`)."""
+    check = agreement_check(reference, inputs, thresholds, tol)
+    return lambda path_or_graph: [f for c in check(path_or_graph) for f in c.failures]
+
+
+def agreement_judgement(reference, inputs: list[np.ndarray], thresholds: np.ndarray, tol: dict) -> Int8Judgement:
+    """`edge build`'s judgement, its golden check's: the output agreement alone; the score, how
+    near the worst input comes to the limits (`Comparison.severity`), only orders the modules."""
+    check = agreement_check(reference, inputs, thresholds, tol)
+
+    def evaluate(path: Path) -> tuple[float, list[str]]:
+        comparisons = check(path)
+        return max(c.severity(tol) for c in comparisons), [f for c in comparisons for f in c.failures]
+
+    return Int8Judgement(evaluate, math.inf, "share of the INT8 limits")
+
+
+def seld_judgement(score: Callable[[object], float], tolerance: float, judge: Judge | None = None,
+                   open_graph: OpenGraph | None = None) -> Int8Judgement:
+    """`edge compress`'s judgement: the validation SELD score (`score`) within `tolerance` of
+    FP32's, and `judge`'s output agreement. With `open_graph`, each candidate is opened once and
+    `score` and `judge` both get what it returns instead of the path."""
+    opened, judge = open_graph or (lambda p: p), judge or (lambda _g: [])
+
+    def evaluate(path: Path) -> tuple[float, list[str]]:
+        graph = opened(path)
+        return score(graph), judge(graph)
+
+    return Int8Judgement(evaluate, tolerance, f"SELD (--tolerance {tolerance:g})")
 
 
 @dataclass
@@ -262,54 +306,59 @@ class MixedPrecisionResult:
     float_modules: list[str] = field(default_factory=list)
 
 
-def mixed_precision(fp32_onnx: Path, out: Path, ranges: Ranges, score: Callable[[Path], float], tolerance: float,
-                    keep_float: tuple[str, ...] = ("frontend",), work_dir: Path | None = None,
-                    progress: Callable[[str], None] | None = None, judge: Judge | None = None,
-                    open_graph: OpenGraph | None = None) -> MixedPrecisionResult:
-    """Quantize one module at a time and measure the SELD-score change (`score` evaluates an ONNX
-    file on the validation split) and, with `judge`, the outputs' agreement with the FP32 model;
-    modules over `tolerance` or failing the agreement stay FP32. If the combined model still
-    fails either, the most sensitive quantized module goes back to FP32 until it passes.
-    With `open_graph`, each candidate is opened once and `score` and `judge` both get what it
-    returns instead of the path (one ONNX Runtime session a candidate, not one each)."""
+def mixed_precision(fp32_onnx: Path, out: Path, ranges: Ranges, judgement: Int8Judgement,
+                    keep_float: Iterable[str] = ("frontend",), work_dir: Path | None = None,
+                    progress: Callable[[str], None] | None = None) -> MixedPrecisionResult:
+    """Quantize one module at a time and judge it (`judgement`: its score's change and its
+    outputs' agreement with the FP32 model); modules that fail stay FP32. If the combined model
+    still fails, the quantized module whose score rose most goes back to FP32 until it passes."""
     say = progress or (lambda _m: None)
-    judge = judge or (lambda _p: [])
-    opened = open_graph or (lambda p: p)
-
-    def evaluate(path: Path) -> tuple[float, list[str]]:
-        graph = opened(path)
-        return score(graph), judge(graph)
-
+    keep = set(keep_float)
     groups = quantizable_nodes(fp32_onnx)
-    fp32 = score(opened(fp32_onnx))
+    fp32 = judgement.evaluate(fp32_onnx)[0]
     rows: list[SensitivityRow] = []
     with tempfile.TemporaryDirectory(prefix="edge-sens-", dir=work_dir) as tmp:
         for module in MODULE_NAMES:
-            if module in keep_float or not groups[module]:
+            if module in keep or not groups[module]:
                 continue
             say(f"sensitivity: {module} in INT8")
             path = quantize_qdq(fp32_onnx, Path(tmp) / f"{module}.onnx", ranges, groups[module])
-            s, failures = evaluate(path)
-            rows.append(SensitivityRow(module, len(groups[module]), s, s - fp32, s - fp32 <= tolerance and not failures,
+            s, failures = judgement.evaluate(path)
+            rows.append(SensitivityRow(module, len(groups[module]), s, s - fp32, judgement.passes(s, fp32, failures),
                                        failures[0] if failures else ""))
     chosen = [r for r in rows if r.quantized]
     while True:
         nodes = [n for r in chosen for n in groups[r.module]]
         if not nodes:
-            raise EdgeError(f"no module can be quantized within --tolerance {tolerance:g} of the FP32 SELD score "
-                            f"({fp32:.4f}) and the --int8-* output agreement; see the sensitivity: "
-                            + ", ".join(f"{r.module} {r.delta:+.4f}{' ' + r.agreement if r.agreement else ''}"
-                                        for r in rows))
+            raise EdgeError(f"no module passes INT8 on its own ({judgement.measure} and the --int8-* output "
+                            "agreement); alone in INT8: " + ", ".join(
+                                f"{r.module} {r.delta:+.4f}{' ' + r.agreement if r.agreement else ''}" for r in rows))
         say("mixed precision: " + ", ".join(r.module for r in chosen) + " in INT8")
         quantize_qdq(fp32_onnx, out, ranges, nodes)
-        final, failures = evaluate(out)
-        if (final - fp32 <= tolerance and not failures) or len(chosen) == 1:
+        final, failures = judgement.evaluate(out)
+        if judgement.passes(final, fp32, failures) or len(chosen) == 1:
             break
         worst = max(chosen, key=lambda r: r.delta)
         worst.quantized = False
         chosen.remove(worst)
-    if final - fp32 > tolerance or failures:
-        raise EdgeError(f"INT8 with only {chosen[0].module} quantized still fails: SELD {final:.4f} vs FP32 {fp32:.4f} "
-                        f"(--tolerance {tolerance:g}){'; ' + failures[0] if failures else ''}")
+    if not judgement.passes(final, fp32, failures):
+        raise EdgeError(f"INT8 with only {chosen[0].module} quantized still fails: {judgement.measure} {final:.4f} vs "
+                        f"FP32 {fp32:.4f}{'; ' + failures[0] if failures else ''}")
     float_modules = [m for m in MODULE_NAMES if m not in {r.module for r in chosen}]
     return MixedPrecisionResult(out, fp32, final, rows, float_modules)
+
+
+def quantize_judged(fp32_onnx: Path, out: Path, ranges: Ranges, judgement: Int8Judgement,
+                    keep_float: Iterable[str], work_dir: Path | None = None,
+                    progress: Callable[[str], None] | None = None) -> MixedPrecisionResult:
+    """Q/DQ INT8 on every module outside `keep_float`; where that graph fails `judgement`, the
+    mixed-precision fallback keeps in floating point the modules that fail it (`mixed_precision`)."""
+    keep, groups = set(keep_float), quantizable_nodes(fp32_onnx)
+    quantize_except(fp32_onnx, out, ranges, keep)
+    score, failures = judgement.evaluate(out)
+    fp32 = judgement.evaluate(fp32_onnx)[0] if math.isfinite(judgement.tolerance) else -math.inf
+    if judgement.passes(score, fp32, failures):  # float: what was kept, and what has nothing to quantize
+        return MixedPrecisionResult(out, fp32, score, [], [m for m in MODULE_NAMES if m in keep or not groups[m]])
+    why = failures[0] if failures else f"{judgement.measure} {score:.4f} vs FP32 {fp32:.4f}"
+    (progress or (lambda _m: None))(f"INT8 outside {', '.join(sorted(keep))} fails ({why}): judging each module alone")
+    return mixed_precision(fp32_onnx, out, ranges, judgement, keep, work_dir, progress)

@@ -24,11 +24,12 @@ import numpy as np
 
 from at2seld_edge.checkpoint import provenance
 from at2seld_edge.compress.fuse import fold_batchnorm
-from at2seld_edge.compress.quantize import (agreement_judge, calibrate_with_cache, pick_calibration_audio,
-                                            quantizable_nodes, quantize_except, quantize_qdq)
+from at2seld_edge.compress.quantize import (agreement_judgement, calibrate_with_cache, pick_calibration_audio,
+                                            quantize_judged)
 from at2seld_edge.data.synth import synthetic_scenes
 from at2seld_edge.errors import EdgeError, ErrorKind
 from at2seld_edge.evaluation.agreement import GOLDEN_INPUTS, golden_inputs, tolerances
+from at2seld_edge.options import CALIBRATION_METHODS
 from at2seld_edge.io import atomic_write_text, check_output_dir, output_lock, work_dir_beside
 from at2seld_edge.onnx_export import INPUT_NAME, export_onnx
 from at2seld_edge.deploy.build_plan import (BuildOptions, BuildPlan, default_checkpoint, plan_build,  # noqa: F401
@@ -39,7 +40,7 @@ from at2seld_edge.deploy.engine import build_engine, gpu_info, tensorrt_availabl
 from at2seld_edge.deploy.lint import LintReport, lint_onnx
 from at2seld_edge.deploy.streaming import stream_graph
 from at2seld_edge.deploy.trt_check import record_engine_build, tensorrt_steps
-from at2seld_edge.deploy.verify import VerifyReport, read_golden, verify, write_golden
+from at2seld_edge.deploy.verify import VerifyReport, verify, write_golden
 
 Say = Callable[[str], None]
 TRTEXEC_SCRIPT = "trtexec.sh"  # the equivalent trtexec command, for inspection on the device
@@ -141,17 +142,18 @@ class Builder:
                             f"PyTorch max abs diff {max(r.max_abs_diff.values()):.2e}")
 
     def int8(self) -> None:
-        plan, opts = self.plan, self.plan.options
-        floats = ", ".join(sorted(plan.keep_float))
-        self.step("int8", self.quantize, lambda r: f"Q/DQ graph {INT8_GRAPH} (float: {floats}), ranges "
-                  f"({opts.calib_method}) from {r}, TensorRT calibration cache {CALIBRATION_CACHE}")
+        opts = self.plan.options
+        self.step("int8", self.quantize, lambda r: f"Q/DQ graph {INT8_GRAPH} (float: {', '.join(r[1])}), ranges "
+                  f"({opts.calib_method}) from {r[0]}, TensorRT calibration cache {CALIBRATION_CACHE}")
         self.graph, self.calibration = INT8_GRAPH, CALIBRATION_CACHE
         if opts.implicit_int8:
             self.notes.append("--implicit-int8: the engine is built from the FP32 graph with the calibration cache "
                               "(TensorRT 8.x); the Q/DQ graph stays in the bundle for ONNX Runtime")
 
-    def quantize(self) -> str:
-        """Calibrate (the compression stage's sequence) and quantize all but the float modules."""
+    def quantize(self) -> tuple[str, list[str]]:
+        """Calibrate (the compression stage's sequence) and quantize all but the float modules;
+        where that fails the golden check's judgement, also keep float the modules that fail it
+        alone, as edge compress does. Returns (calibration source, float modules)."""
         plan, opts, cfg = self.plan, self.plan.options, self.model.config
         if opts.data is not None:
             from at2seld_edge.data.spec import load_dataset
@@ -166,8 +168,18 @@ class Builder:
         samples = max(w.samples, 40 * cfg.audio.label_hop_samples) if w.dynamic_time else w.samples
         fp32 = self.work / FP32_GRAPH
         self.ranges = calibrate_with_cache(fp32, audios, samples, opts.calib_method, self.work / CALIBRATION_CACHE)
-        quantize_except(fp32, self.work / INT8_GRAPH, self.ranges, plan.keep_float)
-        return source
+        judgement = agreement_judgement(self.model, golden_inputs(plan.window_s), np.asarray(plan.checkpoint.thresholds),
+                                        tolerances(plan.precision, opts.int8_tolerance))
+        try:
+            mixed = quantize_judged(fp32, self.work / INT8_GRAPH, self.ranges, judgement, plan.keep_float, self.work,
+                                    lambda m: self.say(f"    {m}"))
+        except EdgeError as e:
+            raise EdgeError(f"{self.work / INT8_GRAPH}: {e}; {int8_hint(opts)}", ErrorKind.CHECK) from None
+        added = [r for r in mixed.rows if not r.quantized]
+        if added:
+            self.notes.append("INT8 kept in floating point what fails the golden check's judgement: " + "; ".join(
+                f"{r.module} ({r.agreement or 'dropped from the combined graph'})" for r in added))
+        return source, mixed.float_modules
 
     def stream_graphs(self) -> None:
         self.stream = self.step("stream graph", lambda: stream_graph(self.fused, self.work, self.plan.tensorrt,
@@ -211,29 +223,9 @@ class Builder:
                       f"{max(x.max_abs_logit for x in r.rows):.2e})")
         atomic_write_text(self.work / "verify.md", report.markdown())
         if not report.passed:
-            hint = "; " + self.int8_diagnosis() if plan.int8 else ""
+            hint = "; " + int8_hint(plan.options) if plan.int8 else ""
             raise EdgeError(f"{self.work / self.graph}: ONNX Runtime does not reproduce the golden outputs within the "
                             f"{plan.precision} tolerances: " + "; ".join(report.failures) + hint, ErrorKind.CHECK)
-
-    def int8_diagnosis(self) -> str:
-        """Which modules cost the golden check most: each quantized alone (the build's ranges) and
-        judged as the check judges, worst first; and what to try."""
-        m = self.manifest
-        golden = read_golden(self.work / m.golden)
-        judge = agreement_judge(self.model, list(golden["audio"]), np.asarray(m.thresholds), m.tolerances.model_dump())
-        fp32, scores = self.work / FP32_GRAPH, []
-        for module, nodes in quantizable_nodes(fp32).items():
-            if module in self.plan.keep_float or not nodes:
-                continue
-            path = quantize_qdq(fp32, self.work / f".alone-{module}.onnx", self.ranges, nodes)
-            scores.append((len(judge(path)), module))
-            path.unlink()
-        worst = [mod for n, mod in sorted(scores, reverse=True) if n]
-        if not worst:
-            return ("no module fails alone: their errors add up; try --calib-method percentile, or calibrate on your "
-                    "own clips with --data")
-        return (f"modules most responsible: {', '.join(worst)}; try --keep-float {worst[0]}, calibration on your own "
-                "clips (--data), or --calib-method percentile")
 
     def profile(self) -> list:
         """The budget's checks at the bundle's window (the budget's own, unless --seconds set another)."""
@@ -274,6 +266,17 @@ class Builder:
             record_engine_build(self.work, updates, self.engine_graph, time.perf_counter() - t0,
                                 (self.work / engine["file"]).stat().st_size)
             self.manifest = BundleManifest.model_validate(updates)
+
+
+def int8_hint(opts: BuildOptions) -> str:
+    """What else to try when INT8 fails its judgement: options other than the ones this build used
+    (it has already kept float every module that fails alone)."""
+    tries = ["--calib-method " + " or ".join(m for m in CALIBRATION_METHODS if m != opts.calib_method)]
+    if opts.data is None:
+        tries.append("calibration on your own clips (--data)")
+    tries += [f"more calibration clips (--calib-clips {2 * opts.calib_clips})", "looser --int8-* limits",
+              "or --precision fp16"]
+    return "try " + ", ".join(tries)
 
 
 def bundle_manifest(plan: BuildPlan, graph: str, calibration: str | None, stream: dict | None) -> BundleManifest:

@@ -23,6 +23,10 @@ GOLDEN_SEED = 20260
 
 
 FP16_TOLERANCE = {"min_decision_agreement": 0.99, "max_mean_doa_error_deg": 2.0, "max_p95_doa_error_deg": 5.0}
+# (tolerance key, Comparison attribute, how the value must relate to the limit)
+LIMITS = (("max_abs_logit", "max_abs_logit", "<="), ("max_abs_doa", "max_abs_doa", "<="),
+          ("min_decision_agreement", "decision_agreement", ">="),
+          ("max_mean_doa_error_deg", "mean_doa_error_deg", "<="), ("max_p95_doa_error_deg", "p95_doa_error_deg", "<="))
 
 
 def tolerances(precision: str, int8: dict | None = None) -> dict:
@@ -44,6 +48,16 @@ class Comparison:
     p95_doa_error_deg: float
     failures: list[str] = field(default_factory=list)
 
+    def severity(self, tol: dict) -> float:
+        """How close to its limits this input is, the nearest limit counting: 1 at a limit, over 1
+        past it (the agreement as its shortfall, 1 - agreement, against the limit's)."""
+        ratios = []
+        for key, attr, op in LIMITS:
+            limit, value = tol.get(key), getattr(self, attr)
+            if limit is not None:
+                ratios.append(value / max(limit, 1e-12) if op == "<=" else (1 - value) / max(1 - limit, 1e-9))
+        return max(ratios, default=0.0)
+
 
 def compare(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], thresholds: np.ndarray, tol: dict,
             index: int = 0) -> Comparison:
@@ -54,11 +68,8 @@ def compare(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], thresholds: 
     c = Comparison(index, float(np.abs(got["sed_logits"] - ref["sed_logits"]).max()),
                    float(np.abs(got["doa"] - ref["doa"]).max()), float((ref_on == got_on).mean()),
                    float(err.mean()), float(np.percentile(err, 95)))
-    checks = [("max_abs_logit", c.max_abs_logit, "<="), ("max_abs_doa", c.max_abs_doa, "<="),
-              ("min_decision_agreement", c.decision_agreement, ">="),
-              ("max_mean_doa_error_deg", c.mean_doa_error_deg, "<="), ("max_p95_doa_error_deg", c.p95_doa_error_deg, "<=")]
-    for key, value, op in checks:
-        limit = tol.get(key)
+    for key, attr, op in LIMITS:
+        limit, value = tol.get(key), getattr(c, attr)
         if limit is not None and not (value <= limit if op == "<=" else value >= limit):
             c.failures.append(f"input {index}: {key.removeprefix('max_').removeprefix('min_')} {value:.4g} "
                               f"(must be {op} {limit:g})")

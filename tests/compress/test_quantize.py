@@ -3,6 +3,8 @@ quantized activation, the mixed-precision fallback keeps sensitive modules in FP
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import onnx
 import pytest
@@ -12,7 +14,7 @@ from onnx import numpy_helper
 from at2seld_edge.compress.fuse import fold_batchnorm
 from at2seld_edge.compress.quantize import (
     DSP_SCOPES, Ranges, calibrate, calibration_segments, mixed_precision, quantizable_nodes, quantize_qdq,
-    read_tensorrt_cache, write_tensorrt_cache,
+    read_tensorrt_cache, seld_judgement, write_tensorrt_cache,
 )
 from at2seld_edge.errors import EdgeError
 from at2seld_edge.model import build_model
@@ -129,7 +131,7 @@ def test_mixed_precision_keeps_a_sensitive_module_in_fp32(fp32, ranges, tmp_path
     def fake_seld(p):
         return 0.30 + (0.05 if reads_int8(p, "heads") else 0.0)  # pretend the heads cannot take INT8
 
-    result = mixed_precision(path, tmp_path / "mixed.onnx", ranges, fake_seld, tolerance=0.01)
+    result = mixed_precision(path, tmp_path / "mixed.onnx", ranges, seld_judgement(fake_seld, 0.01))
     rows = {r.module: r for r in result.rows}
     assert rows["heads"].delta == pytest.approx(0.05) and not rows["heads"].quantized
     assert rows["backbone"].quantized and rows["backbone"].delta == pytest.approx(0.0)
@@ -144,11 +146,42 @@ def test_a_module_failing_the_output_agreement_stays_float_even_at_no_seld_cost(
     def judge(p):
         return ["input 0: mean_doa_error_deg 7 (must be <= 5)"] if reads_int8(p, "track_transformer") else []
 
-    result = mixed_precision(path, tmp_path / "mixed.onnx", ranges, lambda p: 0.30, tolerance=0.01, judge=judge)
+    result = mixed_precision(path, tmp_path / "mixed.onnx", ranges, seld_judgement(lambda p: 0.30, 0.01, judge))
     rows = {r.module: r for r in result.rows}
     assert rows["track_transformer"].delta == pytest.approx(0.0) and not rows["track_transformer"].quantized
     assert rows["track_transformer"].agreement.startswith("input 0: mean_doa_error_deg")
     assert "track_transformer" in result.float_modules and rows["backbone"].quantized
+
+
+def _failing(module):
+    """A judgement under which `module` cannot take INT8 (and nothing else is wrong)."""
+    from at2seld_edge.compress.quantize import Int8Judgement
+
+    def evaluate(p):
+        bad = reads_int8(p, module)
+        return (3.0 if bad else 0.5), (["input 0: mean_doa_error_deg 22 (must be <= 5)"] if bad else [])
+
+    return Int8Judgement(evaluate, math.inf, "share of the INT8 limits")
+
+
+def test_quantize_judged_keeps_float_the_module_that_fails(fp32, ranges, tmp_path):
+    from at2seld_edge.compress.quantize import quantize_judged
+
+    _, path = fp32
+    result = quantize_judged(path, tmp_path / "q.onnx", ranges, _failing("track_transformer"), {"frontend"})
+    assert result.float_modules == ["frontend", "track_transformer", "smoother"]  # the GRU has no Conv/MatMul
+    assert not reads_int8(tmp_path / "q.onnx", "track_transformer") and reads_int8(tmp_path / "q.onnx", "backbone")
+    rows = {r.module: r for r in result.rows}
+    assert not rows["track_transformer"].quantized and rows["track_transformer"].agreement.startswith("input 0")
+
+
+def test_quantize_judged_takes_the_whole_graph_when_it_passes(fp32, ranges, tmp_path):
+    from at2seld_edge.compress.quantize import quantize_judged
+
+    _, path = fp32
+    result = quantize_judged(path, tmp_path / "q.onnx", ranges, _failing("no such module"), {"frontend"})
+    assert result.rows == [] and result.float_modules == ["frontend", "smoother"]  # judged once, no sensitivity runs
+    assert reads_int8(tmp_path / "q.onnx", "track_transformer")
 
 
 def test_agreement_judge_compares_with_the_fp32_model(fp32, ranges, tmp_path):
