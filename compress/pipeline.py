@@ -40,13 +40,14 @@ from at2seld_edge.evaluation.agreement import golden_inputs
 from at2seld_edge.devices_torch import TorchDevice
 from at2seld_edge.options import CalibMethod, Int8Limits
 from at2seld_edge.evaluation.evaluate import predict_clips, score_outputs
-from at2seld_edge.io import atomic_path, atomic_write_text, check_output_dir, output_lock
+from at2seld_edge.io import atomic_path, atomic_write_text, check_output_dir, output_lock, sha256_file
 from at2seld_edge.model import AT2SELD
 from at2seld_edge.onnx_export import OnnxRuntimeModel, export_onnx
 from at2seld_edge.summary import summarize
-from at2seld_edge.timing import LatencyStats, time_runs
+from at2seld_edge.timing import LatencyStats, Spread, time_interleaved
 
 Say = Callable[[str], None]
+TIMING_ROUNDS, TIMING_RUNS = 5, 5  # every graph: rounds x runs, interleaved with the others
 
 
 class CompressOptions(Int8Limits):
@@ -87,8 +88,16 @@ class Variant:
     macs_per_second: float
     size_bytes: int
     metrics: dict[str, float]
-    latency: LatencyStats
+    latency: LatencyStats | None = None  # every timed run pooled
     notes: str = ""
+    sha256: str = ""  # of the ONNX file
+    same_graph_as: str | None = None  # an earlier variant whose graph is byte-identical: timed once, shared
+    round_ms: Spread | None = None  # the median of each timing round, over the rounds
+    speedup: Spread | None = None  # the original's round median over this one's, round by round
+
+    def timing_cells(self) -> tuple[str, str]:
+        """(median ms, speed-up) as the tables print them: the median over the rounds, their range."""
+        return self.round_ms.text(), self.speedup.text(unit="x")
 
 
 @dataclass
@@ -140,10 +149,21 @@ def ratio_for_target(model: AT2SELD, target: float, method: str) -> float:
     return hi
 
 
-def _onnx_latency(path: Path, samples: int, runs: int = 20) -> LatencyStats:
-    model = OnnxRuntimeModel(path, None)
+def time_variants(variants: list[Variant], folder: Path, samples: int, rounds: int = TIMING_ROUNDS,
+                  runs: int = TIMING_RUNS) -> None:
+    """Time every distinct graph in turn with the others (`time_interleaved`), so that the load
+    of the machine weighs on them alike, and give each variant its figures: a byte-identical graph
+    shares the first one's. The speed-up is taken round by round against the first variant."""
     audio = torch.from_numpy((0.1 * np.random.default_rng(0).standard_normal((1, 4, samples))).astype(np.float32))
-    return LatencyStats.of(time_runs(lambda: model(audio), 3, runs))
+    distinct = {v.name: OnnxRuntimeModel(folder / v.onnx, None) for v in variants if v.same_graph_as is None}
+    samples_ms = time_interleaved({name: (lambda m=m: m(audio)) for name, m in distinct.items()}, rounds, runs)
+    medians = {name: [float(np.median(r)) for r in per_round] for name, per_round in samples_ms.items()}
+    base = medians[variants[0].name]
+    for v in variants:
+        timed = v.same_graph_as or v.name
+        v.latency = LatencyStats.of([t for r in samples_ms[timed] for t in r])
+        v.round_ms = Spread.of(medians[timed])
+        v.speedup = Spread.of([b / m for b, m in zip(base, medians[timed])])
 
 
 def _scorer(cfg, clips, thresholds: np.ndarray) -> Callable[[Path], dict[str, float]]:
@@ -244,6 +264,8 @@ class _Compression:
             shutil.copyfile(onnx, tmp)
         if self.opts.int8:
             self.int8(fp32_path, train_clips)
+        self.say(f"timing {len(self.report.variants)} variants in ONNX Runtime, in turn ({TIMING_ROUNDS} rounds)")
+        time_variants(self.report.variants, self.work, self.samples_1s)
         return self.report
 
     def manifest(self) -> CompressionManifest:
@@ -259,13 +281,17 @@ class _Compression:
             float_modules=list(self.report.float_modules) if int8 else None)
 
     def add_variant(self, name: str, model: AT2SELD, onnx_path: Path, thr: np.ndarray, notes: str = "") -> None:
-        self.say(f"scoring {name} on the test split and timing it in ONNX Runtime")
+        self.say(f"scoring {name} on the test split")
         s = summarize(model)
         backbone = next(m.macs_per_second for m in s.modules if m.module == "backbone")
         metrics = _scorer(model.config, self.test_clips, thr)(onnx_path)
+        digest = sha256_file(onnx_path)
+        twin = next((v.name for v in self.report.variants if v.sha256 == digest), None)
+        if twin is not None:
+            notes = f"same graph as {twin} (sha256 {digest[:12]}); " + notes
         self.report.variants.append(Variant(name, onnx_path.name, s.total_params, backbone, s.total_macs_per_second,
-                                            onnx_path.stat().st_size, metrics,
-                                            _onnx_latency(onnx_path, self.samples_1s), notes))
+                                            onnx_path.stat().st_size, metrics, notes=notes, sha256=digest,
+                                            same_graph_as=twin))
 
     def prune(self, ratio: float) -> Path:
         opts, ckpt = self.opts, self.ckpt

@@ -21,15 +21,19 @@ def write_report(report: CompressReport, work: Path) -> None:
         rows.append([v.name, f"{v.params:,}", f"{v.backbone_macs_per_second / 1e6:,.1f}",
                      f"{v.macs_per_second / 1e6:,.1f}", f"{v.size_bytes / 1e6:.2f}",
                      f"{m['ER']:.3f}", f"{m['F']:.3f}", f"{m['LE']:.1f}", f"{m['LR']:.3f}", f"{m['SELD']:.4f}",
-                     f"{m['SELD'] - base.metrics['SELD']:+.4f}", f"{v.latency.median_ms:.2f}", f"{v.latency.p95_ms:.2f}",
-                     f"{base.latency.median_ms / v.latency.median_ms:.2f}x", v.notes])
+                     f"{m['SELD'] - base.metrics['SELD']:+.4f}", *v.timing_cells(), f"{v.latency.p95_ms:.2f}", v.notes])
+    r = base.round_ms.rounds
     parts = [
         "# Compression report",
         f"Source: `{report.manifest['source_checkpoint']}`. Metrics on the test split with each model's calibrated "
-        "thresholds, all run in ONNX Runtime (CPU); latency: one inference over 1 s of audio, median and p95 of 20 "
-        "warm runs, measured in this run.",
+        "thresholds, all run in ONNX Runtime (CPU). Latency: one inference over 1 s of audio; the graphs are timed "
+        f"in turn, one run each and again, {r} rounds of {base.latency.runs // r} runs, each round starting with "
+        "another, so the machine's load weighs on all alike. *median ms*: the median of the rounds' medians, in "
+        "brackets their range; *speed-up*: the original's round median over the variant's, round by round, median "
+        "(range): a range that spans 1.00x is no measured difference. *p95 ms*: over every run. Byte-identical graphs "
+        "(same sha256) are timed once and share their figures.",
         markdown_table(["variant", "params", "backbone MMAC/s", "total MMAC/s", "ONNX MB", "ER", "F", "LE", "LR", "SELD",
-                   "dSELD", "median ms", "p95 ms", "speed-up", "notes"], rows),
+                   "dSELD", "median ms", "speed-up", "p95 ms", "notes"], rows),
     ]
     if report.pruned_channels is not None:
         parts.append(f"Pruned backbone channels: {report.pruned_channels}")

@@ -108,3 +108,31 @@ def test_the_compression_manifest_is_what_build_reads(setup, tmp_path):
     (out / "pruned.pt").write_bytes(b"changed")
     with pytest.raises(EdgeError, match="pruned.pt: changed since edge compress wrote it"):
         read_compressed(out)
+
+
+def test_identical_graphs_are_timed_once_and_share_their_figures(tmp_path, monkeypatch):
+    """Two byte-identical INT8 graphs once came out at 0.94x and 1.57x in one table."""
+    from at2seld_edge.compress import pipeline
+    from at2seld_edge.compress.pipeline import Variant, time_variants
+
+    for name, data in (("a.onnx", b"graph a"), ("b.onnx", b"graph b"), ("c.onnx", b"graph b")):
+        (tmp_path / name).write_bytes(data)
+    runs: dict[str, int] = {}
+
+    class Model:  # stands in for ONNX Runtime: counts the runs of each file
+        def __init__(self, path, config):
+            self.name = path.name
+
+        def __call__(self, audio):
+            runs[self.name] = runs.get(self.name, 0) + 1
+
+    monkeypatch.setattr(pipeline, "OnnxRuntimeModel", Model)
+    variants = [Variant(n, f, 1, 1.0, 1.0, 1, {}, same_graph_as=twin)
+                for n, f, twin in (("original FP32", "a.onnx", None), ("INT8 (all but the DSP)", "b.onnx", None),
+                                   ("INT8 mixed precision", "c.onnx", "INT8 (all but the DSP)"))]
+    time_variants(variants, tmp_path, 2400, rounds=3, runs=4)
+    assert runs == {"a.onnx": 3 + 12, "b.onnx": 3 + 12}  # warm-up + rounds x runs; c.onnx is b's graph
+    base, all_int8, mixed = variants
+    assert mixed.round_ms == all_int8.round_ms and mixed.speedup == all_int8.speedup  # the same figure
+    assert base.speedup.median == base.speedup.low == base.speedup.high == 1.0 and base.speedup.rounds == 3
+    assert all_int8.latency.runs == 12 and all_int8.timing_cells()[1].endswith(")")  # median (range) over rounds
