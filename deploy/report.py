@@ -159,31 +159,52 @@ def write_report(profile: Profile, budget: Budget, checks: list[Check], out_dir:
 
 
 def _plot(profile: Profile, budget: Budget, path: Path) -> None:
-    plt = pyplot()
+    save_figure(profile_figure(profile, budget), path)
 
-    names = [m.module for m in profile.modules]
-    lat = [profile.checked_latency_ms(m) or 0.0 for m in profile.modules]
-    lat_lim = [budget.module_latency_limit_ms(n) for n in names]
-    mem = [(m.memory_bytes or 0) / MB for m in profile.modules]
-    mem_lim = [budget.module_limits(n).peak_memory_mb for n in names]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(names) + 1.8))
-    for ax, values, limits, title in (
-        (axes[0], lat, lat_lim, f"latency per {profile.window_s:g} s window, ms ({profile.latency_checked}; "
-                                "grey tick: roofline)"),
-        (axes[1], mem, mem_lim, f"weights + peak activations, MB ({profile.precision})"),
-    ):
-        colors = ["tab:red" if lim is not None and v > lim else "tab:blue" for v, lim in zip(values, limits)]
-        ax.barh(names, values, color=colors)
-        if ax is axes[0]:
-            roof = [m.roofline_ms or 0.0 for m in profile.modules]
-            ax.scatter(roof, range(len(names)), marker="|", s=200, color="grey", zorder=3)
-        for i, lim in enumerate(limits):
-            if lim is not None:
-                ax.plot([lim, lim], [i - 0.4, i + 0.4], color="black", linewidth=2)
-        ax.set_title(title, fontsize=10)
-        ax.invert_yaxis()
-        ax.grid(axis="x", alpha=0.3)
+
+def profile_figure(profile: Profile, budget: Budget):
+    """Per module and in total, latency and memory against the budget's limits, on log axes: a
+    module's sub-millisecond cost and a 50 ms limit both stay readable, each bar with its value."""
+    plt = pyplot()
+    rows = [*profile.modules, profile.total]
+    names = [m.module for m in profile.modules] + ["total"]
+    lat_lim = [budget.module_latency_limit_ms(m.module) for m in profile.modules] + [budget.total.latency_ms]
+    mem_lim = [budget.module_limits(m.module).peak_memory_mb for m in profile.modules] + [budget.total.peak_memory_mb]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.45 * len(names) + 2.0))
+    roof = [(i, m.roofline_ms) for i, m in enumerate(rows) if m.roofline_ms]
+    _log_bars(axes[0], names, [profile.checked_latency_ms(m) or 0.0 for m in rows], lat_lim, "ms", [r for _, r in roof])
+    axes[0].scatter([r for _, r in roof], [i for i, _ in roof], marker="|", s=200, color="grey", zorder=3)
+    axes[0].set_title(f"latency per {profile.window_s:g} s window, ms, log scale ({profile.latency_checked}; "
+                      "grey tick: roofline)", fontsize=10)
+    _log_bars(axes[1], names, [(m.memory_bytes or 0) / MB for m in rows], mem_lim, "MB")
+    axes[1].set_title(f"weights + peak activations, MB, log scale ({profile.precision})", fontsize=10)
     fig.suptitle(f"{profile.config_name or profile.source} on {profile.target} vs {budget.name} "
-                 "(black: module limit, red: over)", fontsize=11)
+                 "(black: limit, red: over)", fontsize=11)
     fig.tight_layout()
-    save_figure(fig, path)
+    return fig
+
+
+def _log_bars(ax, names: list[str], values: list[float], limits: list[float | None], unit: str,
+              also: list[float] = ()) -> None:
+    """Horizontal bars on a log axis spanning the smallest value (of `also` too) and the largest
+    limit, the last bar (the total) set apart; each limit a black tick on its bar, the total's
+    labelled."""
+    shown = [v for v in [*values, *also] if v > 0] or [1.0]
+    lo = min(shown) / 3
+    hi = max([*shown, *(x for x in limits if x)]) * 8  # room for the limit's label
+    colors = ["tab:red" if lim is not None and v > lim else "tab:blue" for v, lim in zip(values, limits)]
+    colors[-1] = "tab:red" if colors[-1] == "tab:red" else "tab:purple"
+    y = list(range(len(names)))
+    ax.barh(y, [max(v, lo) - lo for v in values], left=lo, color=colors)
+    for i, (v, lim) in enumerate(zip(values, limits)):
+        ax.text(max(v, lo) * 1.08, i, f"{v:.3g} {unit}", va="center", fontsize=8)
+        if lim is not None:
+            ax.plot([lim, lim], [i - 0.4, i + 0.4], color="black", linewidth=2)
+    if limits[-1] is not None:
+        ax.text(limits[-1] * 1.08, len(names) - 1 + 0.3, f"limit {limits[-1]:g} {unit}", fontsize=8)
+    ax.axhline(len(names) - 1.5, color="grey", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_xlim(lo, hi)
+    ax.set_yticks(y, names)
+    ax.invert_yaxis()
+    ax.grid(axis="x", which="both", alpha=0.3)

@@ -72,8 +72,14 @@ def _complete(study: optuna.Study) -> list[FrozenTrial]:
 
 
 def plot_pareto(studies: dict[int, optuna.Study], run: SearchRun, path: Path) -> Path:
+    return save_figure(pareto_figure(studies, run), path)
+
+
+def pareto_figure(studies: dict[int, optuna.Study], run: SearchRun):
+    """Validation SELD against the latency estimate, zoomed on the trials; the budget's latency
+    limit a line where it falls near them, else an arrow at the edge towards it."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(8, 5.5))
+    fig, ax = plt.subplots(figsize=(10, 5.5))
     colors = {1: "tab:blue", 2: "tab:orange", 3: "tab:green"}
     every = []
     for k, study in studies.items():
@@ -89,20 +95,46 @@ def plot_pareto(studies: dict[int, optuna.Study], run: SearchRun, path: Path) ->
     front = _front([t for t in every if is_feasible(t)])
     if front:
         ax.plot([t.values[1] for t in front], [t.values[0] for t in front], "k--", lw=1, label="feasible Pareto front")
-    limit = run.device.limits.latency_ms
-    if limit is not None:
-        ax.axvline(limit, color="red", lw=1.5, label=f"budget {run.device.budget}: {limit:g} ms")
+    _budget_line(ax, run.device.limits.latency_ms, run.device.budget)
     chosen = _last_choice(studies)
     if chosen is not None:
         ax.scatter([chosen.values[1]], [chosen.values[0]], marker="*", s=320, c="gold", edgecolors="k", zorder=5,
                    label=f"chosen (trial {chosen.number})")
     ax.set_xlabel(f"latency estimate on {run.device.target}, {run.device.precision} (ms per inference)")
     ax.set_ylabel(f"validation SELD score after {run.opts.epochs} epoch(s) (lower is better)")
-    ax.set_title(f"edge search {run.opts.study}: {len(every)} finished trials")
+    ax.set_title(f"edge search {run.opts.study}: {len(every)} finished trials", pad=14)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)  # beside the points
     fig.tight_layout()
-    return save_figure(fig, path)
+    return fig
+
+
+def _budget_line(ax, limit: float | None, budget: str) -> None:
+    """The latency limit as a line when it lies within the trials' span again beyond them; else
+    the axis stays on the trials and an arrow at its edge points to the limit, labelled."""
+    if limit is None:
+        return
+    xs = [x for coll in ax.collections for x in coll.get_offsets()[:, 0]] + \
+         [x for line in ax.get_lines() for x in line.get_xdata()]
+    if not xs:
+        ax.axvline(limit, color="red", lw=1.5, label=f"budget {budget}: {limit:g} ms")
+        return
+    lo, hi = min(xs), max(xs)
+    pad = 0.08 * (hi - lo) if hi > lo else 0.1 * abs(hi) or 1.0
+    lo, hi = lo - pad, hi + pad
+    if lo - (hi - lo) <= limit <= hi + (hi - lo):  # near the trials: in view
+        lo, hi = min(lo, limit - pad), max(hi, limit + pad)
+        ax.axvline(limit, color="red", lw=1.5, label=f"budget {budget}: {limit:g} ms")
+        ax.set_xlim(lo, hi)
+        return
+    ax.set_xlim(lo, hi)
+    right = limit > hi
+    ax.annotate(f"{limit:g} ms", xy=(1.0 if right else 0.0, 1.035), xycoords="axes fraction",  # above the trials
+                xytext=(0.9 if right else 0.1, 1.035), textcoords="axes fraction", ha="center", va="center",
+                color="red", fontsize=9, bbox={"boxstyle": "round", "fc": "white", "ec": "red"},
+                arrowprops={"arrowstyle": "->", "color": "red", "lw": 1.5})
+    ax.plot([], [], color="red", lw=1.5, marker=">" if right else "<",  # the legend's entry for the arrow
+            label=f"budget {budget}: {limit:g} ms, off the axis\n({'every trial under' if right else 'every trial over'} it)")
 
 
 def _plot_unfinished(ax, studies: dict[int, optuna.Study]) -> None:

@@ -114,24 +114,36 @@ def write_history(run_dir: Path, history: list[dict[str, float]]) -> None:
 
 
 def plot_curves(path: Path, history: list[dict[str, float]]) -> None:
+    save_figure(curves_figure(history), path, dpi=110)
+
+
+def curves_figure(history: list[dict[str, float]]):
+    """Training loss and validation metrics per epoch: every epoch a marker (one epoch is a
+    point, not an empty plot), the legends beside the axes, never over the lines."""
     plt = pyplot()
 
     ep = [h["epoch"] for h in history]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-    a.plot(ep, [h["train_loss"] for h in history], label="train loss")
-    a.plot(ep, [h["train_sed"] for h in history], label="SED part", alpha=0.7)
-    a.plot(ep, [h["train_doa"] for h in history], label="DOA part", alpha=0.7)
-    a.set_xlabel("epoch"), a.set_title("training loss"), a.legend(fontsize=8), a.grid(alpha=0.3)
-    b.plot(ep, [h["val_SELD"] for h in history], label="SELD score (lower is better)", lw=2)
-    b.plot(ep, [h["val_F"] for h in history], label="F (20 deg)")
-    b.plot(ep, [h["val_ER"] for h in history], label="ER")
-    b.plot(ep, [h["val_LE"] / 180 for h in history], label="LE / 180")
-    b.plot(ep, [h["val_LR"] for h in history], label="LR")
+    fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4))
+    line = {"marker": "o", "markersize": 4}
+    a.plot(ep, [h["train_loss"] for h in history], label="train loss", **line)
+    a.plot(ep, [h["train_sed"] for h in history], label="SED part", alpha=0.7, **line)
+    a.plot(ep, [h["train_doa"] for h in history], label="DOA part", alpha=0.7, **line)
+    a.set_xlabel("epoch"), a.set_title("training loss"), a.grid(alpha=0.3)
+    b.plot(ep, [h["val_SELD"] for h in history], label="SELD score\n(lower is better)", lw=2, **line)
+    b.plot(ep, [h["val_F"] for h in history], label="F (20 deg)", **line)
+    b.plot(ep, [h["val_ER"] for h in history], label="ER", **line)
+    b.plot(ep, [h["val_LE"] / 180 for h in history], label="LE / 180", **line)
+    b.plot(ep, [h["val_LR"] for h in history], label="LR", **line)
     b.set_xlabel("epoch"), b.set_title("validation (per-class thresholds calibrated each epoch)"), b.grid(alpha=0.3)
-    b.legend(fontsize=8, loc="upper right", framealpha=0.6)
     b.set_ylim(0, min(2.5, max([1.05] + [h["val_ER"] * 1.05 for h in history])))  # ER can exceed 1
+    for ax in (a, b):
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+        if len(ep) == 1:
+            ax.set_xticks(ep)  # one epoch: one tick, not a fractional scale
+        else:
+            ax.xaxis.get_major_locator().set_params(integer=True)
     fig.tight_layout()
-    save_figure(fig, path, dpi=110)
+    return fig
 
 
 def _set_backbone_frozen(model: AT2SELD, frozen: bool) -> None:

@@ -219,3 +219,36 @@ def test_onnxruntime_cuda_profile(nano, nano_onnx):
     p = profile(nano, nano_onnx, load_device("nvidia-h100"), "fp16", "onnxruntime", 1.0, warmup=2, runs=5,
                 execution=Execution("cuda"))
     assert p.measured_on != "cpu" and p.total.latency.median_ms > 0
+
+
+def _profile_of(estimates_ms: dict[str, float], memory_mb: float) -> "Profile":
+    from at2seld_edge.deploy.profiler import ModuleProfile, Profile
+
+    def module(name, ms, mb):
+        return ModuleProfile(name, 1000, 1e6, int(mb * 5e5), int(mb * 5e5), None, ms / 4, "compute", ms)
+
+    mods = [module(n, ms, memory_mb) for n, ms in estimates_ms.items()]
+    total = module("total", sum(estimates_ms.values()), memory_mb * len(mods))
+    return Profile("m.onnx", "at2seld-nano", "jetson-orin-nano-8gb", None, "fp16", "onnxruntime", 1.0, mods, total,
+                   None, "estimate", [])
+
+
+def test_the_profile_plot_reads_sub_millisecond_modules_against_a_50_ms_budget():
+    from at2seld_edge.deploy.report import profile_figure
+    from at2seld_edge.plots import pyplot
+
+    ms = {"frontend": 1.0, "backbone": 0.6, "spatial_encoder": 0.4, "cross_stitch": 0.14, "track_transformer": 0.6,
+          "smoother": 0.24, "heads": 0.04}
+    fig = profile_figure(_profile_of(ms, 0.5), load_budget("realtime-100ms"))
+    latency, memory = fig.axes
+    for ax in (latency, memory):
+        assert ax.get_xscale() == "log"  # a linear 0-35 ms axis drew the bars as slivers
+        assert [t.get_text() for t in ax.get_yticklabels()][-1] == "total"  # with a total bar
+    lo, hi = latency.get_xlim()
+    assert lo <= 0.04 / 4 and hi >= 50.0  # the smallest bar (and its roofline) and the total limit in view
+    bars = latency.patches
+    assert len(bars) == len(ms) + 1 and bars[-1].get_x() + bars[-1].get_width() == pytest.approx(sum(ms.values()))
+    ticks = {tuple(line.get_xdata()) for line in memory.get_lines()}
+    assert (1024, 1024) in ticks  # the budget's memory limit, on the total bar
+    assert memory.get_xlim()[1] >= 1024 and any("limit 1024 MB" == t.get_text() for t in memory.texts)
+    pyplot().close(fig)

@@ -135,3 +135,24 @@ def test_a_run_stopped_by_its_time_limit_resumes_when_rerun(tmp_path, tiny_data)
     save_checkpoint(tmp_path / "run" / "last.pt", model, last.classes,
                     training_state={**last.training_state, "stopped": "time"})  # as --max-minutes leaves it
     assert len(train(tiny_config(), tiny_data, tmp_path / "run", epochs=2).history) == 2
+
+
+def _history(epochs: int) -> list[dict]:
+    return [{"epoch": e, "train_loss": 1 / e, "train_sed": 0.6 / e, "train_doa": 0.4 / e, "val_SELD": 0.8 - 0.01 * e,
+             "val_F": 0.05 * e, "val_ER": 1 - 0.02 * e, "val_LE": 120 - e, "val_LR": 0.03 * e} for e in range(1, epochs + 1)]
+
+
+@pytest.mark.parametrize("epochs", [1, 12])
+def test_curves_show_every_epoch_as_a_marker_and_keep_the_legend_off_the_lines(epochs):
+    from at2seld_edge.plots import pyplot
+    from at2seld_edge.training.trainer import curves_figure
+    from tests.plot_checks import legend_outside
+
+    fig = curves_figure(_history(epochs))
+    for ax in fig.axes:
+        lines = ax.get_lines()
+        assert len(lines) >= 3 and all(line.get_marker() == "o" for line in lines)  # one epoch: points, not blank
+        assert legend_outside(fig, ax)  # the legend covered the lines
+        if epochs == 1:
+            assert list(ax.get_xticks()) == [1]
+    pyplot().close(fig)
