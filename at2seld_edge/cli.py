@@ -733,9 +733,10 @@ def selftest_cmd(
         table.add_row(st.name, _verdict(st.status), f"{st.seconds:.1f}", st.detail)
     out.print(table)
     for c in report.comparisons:
+        fitted = "-" if c.fitted_ms is None else f"{c.fitted_ms:.2f}"
         out.print(f"{c.precision} on {c.ran_on} ({c.device}): bench median {c.bench_ms:.2f} ms, profiled end to end "
                   f"{c.profiled_ms:.2f} ms (what the fit uses); estimate for {c.device} {c.estimate_ms:.2f} ms "
-                  f"({c.ratio:.2f}x the profiled), fitted {'-' if c.fitted_ms is None else f'{c.fitted_ms:.2f}'} ms; estimate on {report.target} "
+                  f"({c.ratio:.2f}x the profiled), fitted {fitted} ms; estimate on {report.target} "
                   f"{c.target_estimate_ms:.2f} ms (not measured)", highlight=False)
     out.print("wrote " + ", ".join(str(p) for p in report.written), highlight=False)
     if report.failed:

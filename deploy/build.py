@@ -168,7 +168,8 @@ class Builder:
         samples = max(w.samples, 40 * cfg.audio.label_hop_samples) if w.dynamic_time else w.samples
         fp32 = self.work / FP32_GRAPH
         self.ranges = calibrate_with_cache(fp32, audios, samples, opts.calib_method, self.work / CALIBRATION_CACHE)
-        judgement = agreement_judgement(self.model, golden_inputs(plan.window_s), np.asarray(plan.checkpoint.thresholds),
+        judgement = agreement_judgement(self.model, golden_inputs(plan.window_s),  # the golden check's judgement
+                                        np.asarray(plan.checkpoint.thresholds),
                                         tolerances(plan.precision, opts.int8_tolerance))
         try:
             mixed = quantize_judged(fp32, self.work / INT8_GRAPH, self.ranges, judgement, plan.keep_float, self.work,

@@ -133,8 +133,9 @@ def _budget_line(ax, limit: float | None, budget: str) -> None:
                 xytext=(0.9 if right else 0.1, 1.035), textcoords="axes fraction", ha="center", va="center",
                 color="red", fontsize=9, bbox={"boxstyle": "round", "fc": "white", "ec": "red"},
                 arrowprops={"arrowstyle": "->", "color": "red", "lw": 1.5})
+    where = "every trial under it" if right else "every trial over it"
     ax.plot([], [], color="red", lw=1.5, marker=">" if right else "<",  # the legend's entry for the arrow
-            label=f"budget {budget}: {limit:g} ms, off the axis\n({'every trial under' if right else 'every trial over'} it)")
+            label=f"budget {budget}: {limit:g} ms, off the axis\n({where})")
 
 
 def _plot_unfinished(ax, studies: dict[int, optuna.Study]) -> None:

@@ -139,7 +139,8 @@ def test_a_run_stopped_by_its_time_limit_resumes_when_rerun(tmp_path, tiny_data)
 
 def _history(epochs: int) -> list[dict]:
     return [{"epoch": e, "train_loss": 1 / e, "train_sed": 0.6 / e, "train_doa": 0.4 / e, "val_SELD": 0.8 - 0.01 * e,
-             "val_F": 0.05 * e, "val_ER": 1 - 0.02 * e, "val_LE": 120 - e, "val_LR": 0.03 * e} for e in range(1, epochs + 1)]
+             "val_F": 0.05 * e, "val_ER": 1 - 0.02 * e, "val_LE": 120 - e, "val_LR": 0.03 * e}
+            for e in range(1, epochs + 1)]
 
 
 @pytest.mark.parametrize("epochs", [1, 12])
