@@ -14,7 +14,7 @@ from at2seld_edge.deploy.budgets import load_budget
 from at2seld_edge.deploy.devices import load_device
 from at2seld_edge.errors import EdgeError
 from at2seld_edge.search.space import load_space
-from at2seld_edge.yamlfile import json_value, yaml_mapping
+from at2seld_edge.yamlfile import yaml_mapping
 from tests.conftest import preset_dict
 
 READERS = {"model config": load_config, "dataset spec": load_dataset, "budget": load_budget, "device": load_device,
@@ -89,6 +89,8 @@ def test_merge_keys_are_accepted_own_keys_win_and_duplicates_are_still_refused(t
     ('{"x": ', "f.json:1: not valid JSON"),
 ])
 def test_json_records_have_the_same_bounds(text, message):
+    from at2seld_edge.yamlfile import json_value
+
     with pytest.raises(EdgeError, match=re.escape(message)) as e:
         json_value(text, "f.json", "record")
     assert str(e.value).startswith("f.json")
