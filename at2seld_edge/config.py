@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from at2seld_edge.errors import EdgeError
-from at2seld_edge.limits import (MAX_CHANNELS, MAX_CLASSES, MAX_EPOCHS, MAX_FFT, MAX_LAYERS, MAX_SAMPLE_RATE,
+from at2seld_edge.limits import (MAX_CHANNELS, MAX_CLASSES, MAX_EPOCHS, MAX_FFT, MAX_LAYERS, MAX_MELS, MAX_SAMPLE_RATE,
                                  MAX_STAGES, MAX_WINDOW_S)
 from at2seld_edge.schema import Strict as _Strict
 from at2seld_edge.schema import format_validation_error
@@ -50,7 +50,7 @@ class FrontendConfig(_Strict):
     descriptors: str = "spectral"
     n_fft: int = Field(512, gt=0, le=MAX_FFT)
     hop: int = Field(240, gt=0, le=MAX_FFT)
-    n_mels: int = Field(64, gt=0, le=1_024)
+    n_mels: int = Field(64, gt=0, le=MAX_MELS)
     fmin: float = Field(50.0, ge=0)
     fmax: float | None = None  # None: Nyquist
     amin: float = Field(1e-10, gt=0, le=1)
@@ -66,13 +66,15 @@ class FrontendConfig(_Strict):
 
 class BackboneConfig(_Strict):
     name: str
-    channels: list[Width] | None = Field(None, max_length=64)  # per-conv output channels; None: the architecture's own
-    time_pool: list[Pool] | None = Field(None, max_length=MAX_STAGES)  # per pooling stage; None: factors of frames-per-label-frame
+    # per-conv output channels, and time pooling per pooling stage; None: the architecture's own channels,
+    # and time pools that are factors of the frames per label frame
+    channels: list[Width] | None = Field(None, max_length=64)
+    time_pool: list[Pool] | None = Field(None, max_length=MAX_STAGES)
     embed_dim: Width | None = None  # width of the AudioSet fc1 (only with the AudioSet head)
     sample_rate: int = Field(32000, gt=0, le=MAX_SAMPLE_RATE)
     n_fft: int = Field(1024, gt=0, le=MAX_FFT)
     hop: int = Field(320, gt=0, le=MAX_FFT)
-    n_mels: int = Field(64, gt=0, le=1_024)
+    n_mels: int = Field(64, gt=0, le=MAX_MELS)
     fmin: float = Field(50.0, ge=0)
     fmax: float = Field(14000.0, gt=0)
     dropout: float = Field(0.2, ge=0, lt=1)

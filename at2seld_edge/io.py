@@ -34,8 +34,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except OSError as e:
         if e.errno not in NO_SPACE:
             raise
-        raise EdgeError(f"{path}: cannot write: {os.strerror(e.errno).lower()} on {path.parent}; nothing was "
-                        "written there (free some space and run the command again)") from None
+        raise EdgeError(f"{path}: not written: {os.strerror(e.errno).lower()} in {path.parent}; no partial file "
+                        "was left (free some space and run the command again)") from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

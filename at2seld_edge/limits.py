@@ -28,6 +28,7 @@ MAX_CHANNELS = 8_192  # a conv's channels, a transformer's width, a GRU's hidden
 MAX_LAYERS = 64  # transformer or GRU layers, residual blocks per stage
 MAX_STAGES = 16  # entries of a per-stage list (channels, pooling)
 MAX_FFT = 16_384  # STFT length (0.34 s at 48 kHz; a label hop is 0.1 s)
+MAX_MELS = 1_024  # mel bands
 MAX_EPOCHS = 100_000  # training epochs, patience, restart cycles
 
 # ONNX: the opsets the model exports to, 14 (the ops it needs) up to the newest torch.onnx's

@@ -75,7 +75,8 @@ def check_tree(children_of, root, line_of=lambda node: None) -> None:
             if height[key] > MAX_NESTING:
                 raise Refused(f"nested deeper than {MAX_NESTING} levels", line_of(node))
             if size[key] > MAX_NODES:
-                raise Refused(f"more than {MAX_NODES:,} values once its aliases are expanded", line_of(node))
+                raise Refused(f"more than {MAX_NODES:,} values (YAML aliases counted where they are used)",
+                              line_of(node))
             continue
         if key in path:
             raise Refused("a value that contains itself (a recursive alias)", line_of(node))

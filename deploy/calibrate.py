@@ -26,7 +26,7 @@ from at2seld_edge.errors import EdgeError, ErrorKind
 from at2seld_edge.io import atomic_write_text
 from at2seld_edge.schema import format_validation_error
 from at2seld_edge.yamlfile import read_json
-from at2seld_edge.deploy.devices import (CPU_DEVICE, DEVICE_NAME, DeviceSpec, EstimateSpec, check_device_name,
+from at2seld_edge.deploy.devices import (CPU_DEVICE, DeviceName, DeviceSpec, EstimateSpec, check_device_name,
                                          load_device, user_device_dir)
 from at2seld_edge.deploy.latency_model import Layer, layer_bounds, layer_ms
 
@@ -70,7 +70,7 @@ class Measurement(_Strict):
 class FitRecord(_Strict):
     """The `fit` section of a bench JSON."""
 
-    device: str = Field(pattern=DEVICE_NAME)  # the device spec whose peak and bandwidth the layers are measured against
+    device: DeviceName  # the device spec whose peak and bandwidth the layers are measured against
     executor: Literal["tensorrt", "onnxruntime"]
     precision: Literal["fp32", "fp16", "int8"]
     power_mode: str | None = None

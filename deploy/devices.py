@@ -15,9 +15,9 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import AfterValidator, Field, PrivateAttr, model_validator
 
 from at2seld_edge.deploy.specs import load_named_yaml, shipped_names
 from at2seld_edge.errors import EdgeError, ErrorKind
@@ -29,14 +29,31 @@ FAMILIES = {"jetson-orin": "jetson-orin-nano-8gb"}  # family name -> its smalles
 CPU_DEVICE = "x86-cpu"  # the device spec ONNX Runtime on the CPU calibrates unless told another
 Precision = Literal["fp32", "fp16", "int8"]
 # A device name is a file name in the user's device folder: no folder part, no leading dot.
-DEVICE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$"
+DEVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
 
 
-def check_device_name(name: str, what: str = "--name") -> str:
-    """Refuse a name that would put a user device file outside the user device folder."""
-    if not re.fullmatch(DEVICE_NAME, name) or name.endswith((".yaml", ".yml")):
-        raise EdgeError(f"{what} {name!r}: not a device name (letters, digits, '.', '_', '+', '-'; no folder part); "
-                        "a device file is written as <name>.yaml in the user device folder", ErrorKind.USAGE)
+def device_name_problem(name: str) -> str | None:
+    """Why `name` would put a user device file outside the user device folder, if it would."""
+    if DEVICE_NAME.fullmatch(name) and not name.endswith((".yaml", ".yml")):
+        return None
+    return f"{name!r} is not a device name (letters, digits, '.', '_', '+', '-'; no folder part)"
+
+
+def _device_name(name: str) -> str:
+    problem = device_name_problem(name)
+    if problem:
+        raise ValueError(problem)
+    return name
+
+
+DeviceName = Annotated[str, AfterValidator(_device_name)]
+
+
+def check_device_name(name: str, flag: str = "--name") -> str:
+    problem = device_name_problem(name)
+    if problem:
+        raise EdgeError(f"{flag} {problem}; a device file is written as NAME.yaml in the user device folder",
+                        ErrorKind.USAGE)
     return name
 
 
@@ -116,7 +133,7 @@ KIND_DEFAULTS = {
 
 
 class DeviceSpec(_Strict):
-    name: str = Field(pattern=DEVICE_NAME)
+    name: DeviceName
     family: str
     kind: Literal["jetson", "gpu", "cpu"]
     description: str

@@ -36,7 +36,7 @@ class SelftestOptions(StageOptions):
     out: Path | None = None  # None: reports/selftest-TARGET
     iterations: int = Field(50, ge=2)
     warmup: int = Field(5, ge=0)
-    calib_clips: int = Field(MIN_CALIBRATION_CLIPS, ge=MIN_CALIBRATION_CLIPS)  # INT8 calibration (few: this checks the path)
+    calib_clips: int = Field(MIN_CALIBRATION_CLIPS, ge=MIN_CALIBRATION_CLIPS)  # INT8 calibration: few, as the build allows
     install: bool = False  # write the fitted device file to the user folder (edge devices calibrate does too)
 
 

@@ -20,7 +20,7 @@ def test_a_full_disk_is_one_line_naming_the_file_and_leaves_nothing(tmp_path, co
         with atomic_path(target) as tmp:
             tmp.write_text("half a checkpoint")
             raise OSError(code, os.strerror(code))  # what the next write() of a full disk returns
-    assert str(e.value).startswith(f"{target}: cannot write: {os.strerror(code).lower()}") and "\n" not in str(e.value)
+    assert str(e.value).startswith(f"{target}: not written: {os.strerror(code).lower()}") and "\n" not in str(e.value)
     assert sorted(p.name for p in target.parent.iterdir()) == ["best.pt"]  # no temporary file left beside it
     assert target.read_text() == "the previous epoch's"  # the file before stays whole
 
