@@ -137,7 +137,8 @@ class Dataset:
 
     def _check_clip(self, name: str, wav: Path, csv: Path, fold: int, room: int) -> Clip:
         if not wav.is_file():
-            raise EdgeError(f"{csv}: no audio file {wav} for these labels")
+            raise EdgeError(f"{wav}: not a regular file (a FIFO, folder or device); give the wav itself" if wav.exists()
+                            else f"{csv}: no audio file {wav} for these labels")
         try:
             info = sf.info(str(wav))
         except Exception as e:

@@ -132,3 +132,10 @@ def test_a_fifo_as_a_label_csv_is_refused_not_waited_on(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert f"{csv}: is a FIFO (named pipe), not a regular file; give the label file itself" in " ".join(r.stderr.split())
+    csv.unlink()
+    csv.write_text("0,0,0,90,0\n")
+    wav = tmp_path / "foa_dev" / "dev" / "fold1_room1_mix001.wav"
+    wav.unlink()
+    os.mkfifo(wav)  # the audio too: refused before libsndfile opens it
+    with pytest.raises(EdgeError, match=f"{wav}: not a regular file"):
+        load_dataset(tmp_path / "spec.yaml").check()
