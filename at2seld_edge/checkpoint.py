@@ -71,8 +71,13 @@ def save_checkpoint(path: str | Path, model: AT2SELD, classes: list[str] | None 
     }
     if training_state is not None:
         blob["training_state"] = training_state
-    with atomic_path(path) as tmp:
-        torch.save(blob, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        try:
+            torch.save(blob, f)  # to a file object, so that a failed write is Python's OSError (a full disk) ...
+        except RuntimeError as e:  # ... which torch's zip writer, closing, buries under "unexpected pos"
+            if isinstance(e.__context__, OSError):
+                raise e.__context__ from None
+            raise
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:

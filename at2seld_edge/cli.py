@@ -16,6 +16,7 @@ from rich.text import Text
 
 from at2seld_edge.config import DEFAULT_PRESET, load_config, preset_description, preset_names
 from at2seld_edge.errors import EXIT_CODES, EdgeError, ErrorKind
+from at2seld_edge.limits import MAX_CLASSES, MAX_OPSET, MIN_OPSET
 from at2seld_edge.options import Int8Limits
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
@@ -123,8 +124,9 @@ def export(
     """Export the whole model, front-end included, to ONNX; check it and compare it with PyTorch."""
     from at2seld_edge.onnx_export import export_onnx
 
-    if opset < 14:
-        raise EdgeError(f"--opset {opset}: the model needs opset 14 or newer", ErrorKind.USAGE)
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise EdgeError(f"--opset {opset}: supported opsets are {MIN_OPSET} (the model needs it) to {MAX_OPSET} "
+                        "(torch.onnx's newest)", ErrorKind.USAGE)
     model, manifest = _load_model(config, checkpoint, backbone_weights)
     with err.status(Text(f"exporting {model.config.name} to {out_path} ...")):
         result = export_onnx(model, out_path, seconds=seconds, dynamic_time=dynamic_time, opset=opset,
@@ -277,8 +279,8 @@ def evaluate_cmd(
     the references) of a checkpoint on a split, or of output CSVs against references."""
     from at2seld_edge.evaluation.evaluate import CsvScoring, evaluate_csv_dirs, evaluate_outputs, predict_clips
 
-    if num_classes is not None and num_classes <= 0:
-        raise EdgeError(f"--classes {num_classes}: must be at least 1", ErrorKind.USAGE)
+    if num_classes is not None and not 1 <= num_classes <= MAX_CLASSES:
+        raise EdgeError(f"--classes {num_classes}: from 1 to {MAX_CLASSES}", ErrorKind.USAGE)
     if out_dir is not None:
         from at2seld_edge.io import check_output_dir
 

@@ -20,21 +20,24 @@ import json
 import math
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from at2seld_edge.errors import EdgeError
+from at2seld_edge.limits import (MAX_CHANNELS, MAX_CLASSES, MAX_EPOCHS, MAX_FFT, MAX_LAYERS, MAX_MELS, MAX_SAMPLE_RATE,
+                                 MAX_STAGES, MAX_WINDOW_S)
+from at2seld_edge.schema import Strict as _Strict
+from at2seld_edge.schema import format_validation_error
 from at2seld_edge.yamlfile import read_text, yaml_mapping
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+Width = Annotated[int, Field(gt=0, le=MAX_CHANNELS)]  # channels of one conv, width of one layer
+Pool = Annotated[int, Field(gt=0, le=1_000)]  # a pooling factor
 
 
 class AudioConfig(_Strict):
-    sample_rate: int = Field(24000, gt=0)
-    label_hop_s: float = Field(0.1, gt=0)
+    sample_rate: int = Field(24000, gt=0, le=MAX_SAMPLE_RATE)
+    label_hop_s: float = Field(0.1, gt=0, le=1.0)
     channel_order: Literal["ACN"] = "ACN"  # W, Y, Z, X
     normalization: Literal["SN3D"] = "SN3D"
 
@@ -45,13 +48,13 @@ class AudioConfig(_Strict):
 
 class FrontendConfig(_Strict):
     descriptors: str = "spectral"
-    n_fft: int = Field(512, gt=0)
-    hop: int = Field(240, gt=0)
-    n_mels: int = Field(64, gt=0)
+    n_fft: int = Field(512, gt=0, le=MAX_FFT)
+    hop: int = Field(240, gt=0, le=MAX_FFT)
+    n_mels: int = Field(64, gt=0, le=MAX_MELS)
     fmin: float = Field(50.0, ge=0)
     fmax: float | None = None  # None: Nyquist
-    amin: float = Field(1e-10, gt=0)
-    eps: float = Field(1e-8, gt=0)
+    amin: float = Field(1e-10, gt=0, le=1)
+    eps: float = Field(1e-8, gt=0, le=1)
 
     @field_validator("descriptors")
     @classmethod
@@ -63,13 +66,15 @@ class FrontendConfig(_Strict):
 
 class BackboneConfig(_Strict):
     name: str
-    channels: list[int] | None = None  # per-conv output channels; None: the architecture's own
-    time_pool: list[int] | None = None  # per pooling stage; None: factors of frames-per-label-frame
-    embed_dim: int | None = None  # width of the AudioSet fc1 (only with the AudioSet head)
-    sample_rate: int = Field(32000, gt=0)
-    n_fft: int = Field(1024, gt=0)
-    hop: int = Field(320, gt=0)
-    n_mels: int = Field(64, gt=0)
+    # per-conv output channels, and time pooling per pooling stage; None: the architecture's own channels,
+    # and time pools that are factors of the frames per label frame
+    channels: list[Width] | None = Field(None, max_length=64)
+    time_pool: list[Pool] | None = Field(None, max_length=MAX_STAGES)
+    embed_dim: Width | None = None  # width of the AudioSet fc1 (only with the AudioSet head)
+    sample_rate: int = Field(32000, gt=0, le=MAX_SAMPLE_RATE)
+    n_fft: int = Field(1024, gt=0, le=MAX_FFT)
+    hop: int = Field(320, gt=0, le=MAX_FFT)
+    n_mels: int = Field(64, gt=0, le=MAX_MELS)
     fmin: float = Field(50.0, ge=0)
     fmax: float = Field(14000.0, gt=0)
     dropout: float = Field(0.2, ge=0, lt=1)
@@ -81,19 +86,12 @@ class BackboneConfig(_Strict):
 
         return BACKBONES.require(v)
 
-    @field_validator("channels", "time_pool")
-    @classmethod
-    def _positive(cls, v: list[int] | None) -> list[int] | None:
-        if v is not None and any(c <= 0 for c in v):
-            raise ValueError("every entry must be a positive integer")
-        return v
-
 
 class SpatialEncoderConfig(_Strict):
-    channels: list[int] = [32, 64, 128]
-    blocks_per_stage: int = Field(1, ge=1)
-    time_pool: list[int] = [2, 5, 1]
-    freq_pool: list[int] = [4, 4, 2]
+    channels: list[Width] = Field([32, 64, 128], min_length=1, max_length=MAX_STAGES)
+    blocks_per_stage: int = Field(1, ge=1, le=MAX_LAYERS)
+    time_pool: list[Pool] = [2, 5, 1]
+    freq_pool: list[Pool] = [4, 4, 2]
     dropout: float = Field(0.1, ge=0, lt=1)  # spatial (channel-wise) dropout
 
     @model_validator(mode="after")
@@ -112,10 +110,10 @@ class CrossStitchConfig(_Strict):
 
 
 class TrackTransformerConfig(_Strict):
-    d_model: int = Field(128, gt=0)
-    layers: int = Field(2, ge=0)
-    heads: int = Field(4, gt=0)
-    ff_mult: int = Field(2, gt=0)
+    d_model: int = Field(128, gt=0, le=MAX_CHANNELS)
+    layers: int = Field(2, ge=0, le=MAX_LAYERS)
+    heads: int = Field(4, gt=0, le=256)
+    ff_mult: int = Field(2, gt=0, le=16)
     dropout: float = Field(0.1, ge=0, lt=1)
     history_frames: int = Field(30, ge=1, le=3000)  # causal models: a frame attends to itself and this many before it
 
@@ -127,34 +125,34 @@ class TrackTransformerConfig(_Strict):
 
 
 class SmootherConfig(_Strict):
-    hidden: int = Field(128, gt=0)
-    layers: int = Field(1, ge=1)
+    hidden: int = Field(128, gt=0, le=MAX_CHANNELS)
+    layers: int = Field(1, ge=1, le=MAX_LAYERS)
     # The model's causal switch (streaming): causal STFT framing, convs and resampler in every encoder,
     # track transformer attention over the last track_transformer.history_frames, unidirectional GRU.
     causal: bool = False
 
 
 class HeadsConfig(_Strict):
-    n_tracks: int = Field(3, ge=1)
+    n_tracks: int = Field(3, ge=1, le=16)
     semantic_presence: bool = False  # auxiliary clip-level class-presence head
 
 
 class LossConfig(_Strict):
     permutation: Literal["pit", "adpit"] = "pit"
-    sed_weight: float = Field(1.0, ge=0)
-    doa_weight: float = Field(0.25, ge=0)  # the DOA term is a mean over active tracks only
-    focal_gamma: float = Field(0.0, ge=0)  # 0: plain binary cross-entropy
+    sed_weight: float = Field(1.0, ge=0, le=1e3)
+    doa_weight: float = Field(0.25, ge=0, le=1e3)  # the DOA term is a mean over active tracks only
+    focal_gamma: float = Field(0.0, ge=0, le=10)  # 0: plain binary cross-entropy
     doa_supervision: Literal["active", "all"] = "active"
-    semantic_weight: float = Field(0.1, ge=0)  # with heads.semantic_presence
+    semantic_weight: float = Field(0.1, ge=0, le=1e3)  # with heads.semantic_presence
 
 
 class AugmentConfig(_Strict):
     foa_rotations: bool = True  # the 16 FOA channel swap / sign-flip patterns
     spec_augment: bool = True
-    time_masks: int = Field(2, ge=0)
-    time_width: int = Field(10, ge=0)
-    freq_masks: int = Field(2, ge=0)
-    freq_width: int = Field(8, ge=0)
+    time_masks: int = Field(2, ge=0, le=100)
+    time_width: int = Field(10, ge=0, le=10_000)
+    freq_masks: int = Field(2, ge=0, le=100)
+    freq_width: int = Field(8, ge=0, le=1_024)
 
 
 class ClassBalanceConfig(_Strict):
@@ -165,18 +163,18 @@ class ClassBalanceConfig(_Strict):
 
 
 class TrainingConfig(_Strict):
-    epochs: int = Field(40, ge=1)
-    batch_size: int = Field(8, ge=1)
-    segment_seconds: float = Field(5.0, gt=0)
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
-    restart_epochs: int = Field(10, ge=1)  # first cosine cycle (warm restarts), in epochs
-    restart_mult: int = Field(2, ge=1)
-    min_lr: float = Field(1e-5, ge=0)
-    patience: int = Field(12, ge=1)  # early stopping: epochs without a better validation SELD score
-    freeze_backbone_epochs: int = Field(0, ge=0)
-    grad_clip: float = Field(5.0, gt=0)
-    seed: int = 0
+    epochs: int = Field(40, ge=1, le=MAX_EPOCHS)
+    batch_size: int = Field(8, ge=1, le=4_096)
+    segment_seconds: float = Field(5.0, gt=0, le=MAX_WINDOW_S)
+    lr: float = Field(1e-3, gt=0, le=10)
+    weight_decay: float = Field(0.01, ge=0, le=10)
+    restart_epochs: int = Field(10, ge=1, le=MAX_EPOCHS)  # first cosine cycle (warm restarts), in epochs
+    restart_mult: int = Field(2, ge=1, le=100)
+    min_lr: float = Field(1e-5, ge=0, le=10)
+    patience: int = Field(12, ge=1, le=MAX_EPOCHS)  # early stopping: epochs without a better validation SELD score
+    freeze_backbone_epochs: int = Field(0, ge=0, le=MAX_EPOCHS)
+    grad_clip: float = Field(5.0, gt=0, le=1e6)
+    seed: int = Field(0, ge=0, le=2**32 - 1)  # numpy's and every worker's seed
     loss: LossConfig = LossConfig()
     augment: AugmentConfig = AugmentConfig()
     class_balance: ClassBalanceConfig = ClassBalanceConfig()
@@ -186,7 +184,7 @@ class ModelConfig(_Strict):
     name: str
     description: str = ""
     architecture: str = "at2seld"  # the model family (model.ARCHITECTURES): at2seld, dcase-baseline
-    num_classes: int = Field(13, gt=0)
+    num_classes: int = Field(13, gt=0, le=MAX_CLASSES)
     audio: AudioConfig = AudioConfig()
     frontend: FrontendConfig = FrontendConfig()
     backbone: BackboneConfig | None = None  # at2seld's audio-tagging backbone (required there)
@@ -325,40 +323,10 @@ def config_from_dict(data: dict[str, Any], source: str = "<config>") -> ModelCon
 def _read_config_source(name_or_path: str) -> tuple[str, str]:
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
-            raise EdgeError(f"{path}: config file not found")
+        if not path.exists():
+            raise EdgeError(f"{path}: config file not found")  # a folder or FIFO: read_text says which
         return read_text(path, "config"), str(path)
     if name_or_path in preset_names():
         res = resources.files("at2seld_edge") / "presets" / f"{name_or_path}.yaml"
         return res.read_text(encoding="utf-8"), f"preset {name_or_path}"
     raise EdgeError(f"unknown preset {name_or_path!r} and no such file (presets: {', '.join(preset_names())})")
-
-
-def format_validation_error(err: ValidationError, root: type[BaseModel]) -> str:
-    """One line per problem: `key.path: what was expected (got ...)`."""
-    parts = []
-    for e in err.errors():
-        loc = ".".join(str(x) for x in e["loc"])
-        if e["type"] == "extra_forbidden":
-            allowed = _allowed_keys(root, e["loc"][:-1])
-            parts.append(f"key `{loc}`: unknown key (expected one of: {', '.join(allowed)})")
-        elif e["type"] == "missing":
-            parts.append(f"key `{loc}`: required key is missing")
-        else:
-            msg = e["msg"].removeprefix("Value error, ")
-            got = e.get("input")
-            shown = "" if isinstance(got, (dict, BaseModel)) or got is None else f" (got {got!r})"
-            parts.append(f"key `{loc}`: {msg}{shown}" if loc else msg)
-    return "; ".join(parts)
-
-
-def _allowed_keys(root: type[BaseModel], loc: tuple) -> list[str]:
-    model: Any = root
-    for part in loc:
-        field = model.model_fields.get(part) if isinstance(part, str) else None
-        ann = getattr(field, "annotation", None)
-        ann = next((t for t in get_args(ann) if isinstance(t, type) and issubclass(t, BaseModel)), ann)  # X | None
-        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
-            return []
-        model = ann
-    return list(model.model_fields)

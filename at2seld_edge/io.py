@@ -1,11 +1,14 @@
-"""Atomic artifact writes: a reader never sees half a file, a killed run never leaves one."""
+"""Artifact files: atomic writes (a reader never sees half a file, a killed run or a full disk
+never leaves one) and reads that take regular files only (a FIFO would block the read forever)."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import os
 import re
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,9 +31,52 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+    except OSError as e:
+        if e.errno not in NO_SPACE:
+            raise
+        raise EdgeError(f"{path}: not written: {os.strerror(e.errno).lower()} in {path.parent}; no partial file "
+                        "was left (free some space and run the command again)") from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a full disk, a quota, a file-size limit
+
+
+FILE_TYPES = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a FIFO (named pipe)", stat.S_ISCHR: "a character device",
+              stat.S_ISBLK: "a block device", stat.S_ISSOCK: "a socket"}
+
+
+def read_regular_file(path: str | os.PathLike, kind: str = "file", max_bytes: int | None = None) -> bytes:
+    """The bytes of a regular file; a folder, FIFO, device or socket is refused in one line (a FIFO
+    without a writer would block the read forever: it is opened non-blocking and never read)."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise EdgeError(f"{path}: cannot read {kind}: {e.strerror or e}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        what = next((name for test, name in FILE_TYPES.items() if test(mode)), "an unknown kind of file")
+        raise EdgeError(f"{path}: is {what}, not a regular file; give the {kind} itself")
+    with os.fdopen(fd, "rb") as f:
+        data = f.read() if max_bytes is None else f.read(max_bytes + 1)
+    if max_bytes is not None and len(data) > max_bytes:
+        raise EdgeError(f"{path}: larger than {max_bytes:,} bytes; too large for a {kind}")
+    return data
+
+
+def read_text_file(path: str | os.PathLike, kind: str = "file", max_bytes: int | None = None) -> str:
+    """A UTF-8 regular file; anything else is one line naming the file and where it went wrong."""
+    data = read_regular_file(path, kind, max_bytes)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise EdgeError(f"{path}:{line}: not UTF-8 text (byte {e.start}: 0x{data[e.start]:02x}); save the {kind} "
+                        "as UTF-8") from None
 
 
 def check_output_dir(out: str | os.PathLike, is_ours: Callable[[Path], bool], what: str) -> None:

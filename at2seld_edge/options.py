@@ -23,7 +23,7 @@ O = TypeVar("O", bound="StageOptions")
 
 
 class StageOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True, allow_inf_nan=False)
 
     @classmethod
     def from_flags(cls: type[O], **values: Any) -> O:

@@ -12,7 +12,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode
 
-from at2seld_edge.errors import EdgeError
+from at2seld_edge.errors import EdgeError, ErrorKind
+from at2seld_edge.limits import MAX_WINDOW_S
 from at2seld_edge.model import AT2SELD, MODULE_NAMES
 
 
@@ -38,6 +39,9 @@ class ModelSummary:
 
 def example_audio(model: AT2SELD, seconds: float, batch: int = 1, seed: int = 0) -> torch.Tensor:
     hop = model.config.audio.label_hop_samples
+    if not 0 < seconds <= MAX_WINDOW_S:  # NaN fails too
+        raise EdgeError(f"--seconds {seconds:g}: from one label hop to {MAX_WINDOW_S:g} s (one inference)",
+                        ErrorKind.USAGE)
     samples = round(seconds * model.config.audio.sample_rate)
     if samples <= 0 or samples % hop:
         raise EdgeError(f"--seconds {seconds:g} is not a whole number of {model.config.audio.label_hop_s:g} s label hops")

@@ -5,23 +5,21 @@ the modules INT8 kept float), with every file's sha256."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError, field_validator
 
-from at2seld_edge.config import format_validation_error
 from at2seld_edge.errors import EdgeError
 from at2seld_edge.io import atomic_write_text, sha256_file
+from at2seld_edge.schema import Strict, format_validation_error
+from at2seld_edge.yamlfile import read_json
 
 FORMAT = "at2seld-edge.compression/1"
 MANIFEST = "manifest.json"
 
 
-class CompressionManifest(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class CompressionManifest(Strict):
     format: Literal["at2seld-edge.compression/1"] = FORMAT
     toolkit_version: str
     created_utc: str
@@ -37,8 +35,28 @@ class CompressionManifest(BaseModel):
     float_modules: list[str] | None = None  # modules INT8 kept float; None: no INT8
     files: dict[str, str] = {}  # name -> sha256
 
+    @field_validator("checkpoint", "fp32_model", "int8_model", "calibration_cache")
+    @classmethod
+    def _in_folder(cls, v: str | None) -> str | None:
+        return v if v is None else file_in_folder(v)
+
+    @field_validator("files")
+    @classmethod
+    def _files_in_folder(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v:
+            file_in_folder(name)
+        return v
+
     def checkpoint_path(self, folder: Path) -> Path:
         return folder / self.checkpoint if self.checkpoint else Path(self.source_checkpoint)
+
+
+def file_in_folder(name: str) -> str:
+    """A file the folder holds: a plain relative name, so `folder / name` stays in the folder."""
+    p = PurePosixPath(name)
+    if not name or p.is_absolute() or "\\" in name or any(part in ("", ".", "..") for part in name.split("/")):
+        raise ValueError(f"{name!r} is not a file of this folder (a relative name, no '..'); the manifest was edited")
+    return name
 
 
 def write_compression_manifest(folder: Path, manifest: CompressionManifest) -> CompressionManifest:
@@ -56,15 +74,17 @@ def read_compression_manifest(folder: Path) -> CompressionManifest:
         hint = f" ({partial} holds an unfinished run: run edge compress again to finish it)" if partial.exists() else ""
         raise EdgeError(f"{folder}: not an edge compress output (no {MANIFEST}){hint}")
     try:
-        m = CompressionManifest.model_validate(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise EdgeError(f"{path}: not readable JSON ({e})") from None
+        m = CompressionManifest.model_validate(read_json(path, "compression manifest"))
     except ValidationError as e:
         raise EdgeError(f"{path}: {format_validation_error(e, CompressionManifest)}") from None
     for name, sha in m.files.items():
         p = folder / name
         if not p.is_file() or sha256_file(p) != sha:
             raise EdgeError(f"{folder / name}: {'missing' if not p.is_file() else 'changed since edge compress wrote it'}")
-    if m.checkpoint is None and not m.checkpoint_path(folder).is_file():
-        raise EdgeError(f"{folder}: no pruned checkpoint, and its source checkpoint {m.source_checkpoint} is gone")
+    if m.checkpoint is None:  # no pruning: the source checkpoint, outside the folder, as it was hashed then
+        source = m.checkpoint_path(folder)
+        if not source.is_file():
+            raise EdgeError(f"{folder}: no pruned checkpoint, and its source checkpoint {source} is gone")
+        if m.source_checkpoint_sha256 is not None and sha256_file(source) != m.source_checkpoint_sha256:
+            raise EdgeError(f"{source}: changed since edge compress made {folder} from it; run edge compress again")
     return m

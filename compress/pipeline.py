@@ -22,10 +22,11 @@ from typing import Callable
 
 import numpy as np
 import torch
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from at2seld_edge.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint, provenance, save_checkpoint
-from at2seld_edge.compress.artifact import CompressionManifest, read_compression_manifest, write_compression_manifest
+from at2seld_edge.compress.artifact import (MANIFEST, CompressionManifest, read_compression_manifest,
+                                            write_compression_manifest)
 from at2seld_edge.compress.fuse import fold_batchnorm
 from at2seld_edge.compress.report import write_report
 from at2seld_edge.compress.prune import IMPORTANCE, PruneResult, passive_filter_prune, pruning_plan
@@ -38,7 +39,7 @@ from at2seld_edge.data.spec import Dataset
 from at2seld_edge.errors import EdgeError
 from at2seld_edge.evaluation.agreement import golden_inputs
 from at2seld_edge.devices_torch import TorchDevice
-from at2seld_edge.options import CalibMethod, Int8Limits
+from at2seld_edge.options import CalibMethod, Int8Limits, flag_errors
 from at2seld_edge.evaluation.evaluate import predict_clips, score_outputs
 from at2seld_edge.io import atomic_path, atomic_write_text, check_output_dir, output_lock, sha256_file
 from at2seld_edge.model import AT2SELD
@@ -366,6 +367,9 @@ class CompressedModel:
 
 def read_compressed(folder: Path) -> CompressedModel:
     m = read_compression_manifest(folder)
-    opts = CompressOptions.model_validate(m.options)
+    try:
+        opts = CompressOptions.model_validate(m.options)
+    except ValidationError as e:
+        raise EdgeError(f"{folder / MANIFEST}: options: {flag_errors(e)}") from None
     return CompressedModel(m.checkpoint_path(folder), m.float_modules, opts.calib_method, opts.calib_clips,
                            Path(m.data))

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from at2seld_edge.deploy.specs import load_named_yaml, shipped_names
+from at2seld_edge.limits import MAX_WINDOW_S
 from at2seld_edge.model import MODULE_NAMES
+from at2seld_edge.schema import Strict as _Strict
 
 PACKAGE = "at2seld_edge.profiles"
 DEFAULT_KEY = "default"
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Limits(_Strict):
@@ -35,8 +33,8 @@ class Limits(_Strict):
 class Budget(_Strict):
     name: str
     description: str
-    hop_s: float = Field(0.1, gt=0)
-    window_s: float = Field(1.0, gt=0)
+    hop_s: float = Field(0.1, gt=0, le=MAX_WINDOW_S)
+    window_s: float = Field(1.0, gt=0, le=MAX_WINDOW_S)  # one inference; a dynamic bundle takes at most this
     target: str | None = None  # the device the budget was written for (informative)
     power_mode: str | None = None  # the roofline runs at this mode's clocks
     total: Limits

@@ -16,6 +16,7 @@ from at2seld_edge.checkpoint import Checkpoint, load_checkpoint, model_from_chec
 from at2seld_edge.compress.pipeline import read_compressed
 from at2seld_edge.compress.quantize import DEFAULT_CALIBRATION_CLIPS, DEFAULT_CALIBRATION_METHOD, MIN_CALIBRATION_CLIPS
 from at2seld_edge.errors import EdgeError, ErrorKind
+from at2seld_edge.limits import MAX_OPSET, MAX_WINDOW_S, MIN_OPSET
 from at2seld_edge.model import AT2SELD, MODULE_NAMES
 from at2seld_edge.options import CalibMethod, Int8Limits, Precision
 from at2seld_edge.deploy.budgets import Budget, load_budget
@@ -27,7 +28,6 @@ from at2seld_edge.deploy.lint import rules_for
 Say = Callable[[str], None]
 DEFAULT_CHECKPOINT = "at2seld-nano-synth.pt"  # at2seld_edge/weights/: see the README, "Embedded default"
 DEFAULT_CAUSAL_CHECKPOINT = "at2seld-nano-causal-synth.pt"  # the same for --streaming (at2seld-nano-causal)
-MAX_SECONDS = 60.0  # the longest window a dynamic bundle takes in one inference
 
 
 class BuildOptions(Int8Limits):
@@ -40,13 +40,13 @@ class BuildOptions(Int8Limits):
     precision: Precision = "fp16"
     budget: str = "realtime-100ms"
     dla: bool = False
-    seconds: float | None = Field(None, gt=0)  # static input of this length; None: dynamic time axis
+    seconds: float | None = Field(None, gt=0, le=MAX_WINDOW_S)  # static input of this length; None: dynamic time axis
     out: Path | None = None
     data: Path | None = None  # a dataset spec for INT8 calibration; None: the compression run's, else synthetic
     calib_clips: int | None = Field(None, ge=MIN_CALIBRATION_CLIPS)  # None: the compression run's, else the default
     calib_method: CalibMethod | None = None  # None: the compression run's, else percentile
     tensorrt: str | None = None  # TensorRT version to lint (and build) for; None: the target's newest
-    opset: int | None = Field(None, ge=14)
+    opset: int | None = Field(None, ge=MIN_OPSET, le=MAX_OPSET)  # what torch.onnx exports and the model needs
     implicit_int8: bool = False  # TensorRT 8.x: engine from FP32 + calibration cache
     build_engine: bool = True  # when TensorRT and a GPU are here
     keep_float: tuple[str, ...] = ()  # modules INT8 leaves in floating point (the front-end always)
@@ -145,7 +145,7 @@ def plan_build(opts: BuildOptions, say: Say = print) -> BuildPlan:
         raise EdgeError(f"--seconds {window_s:g}: a whole number of {cfg.audio.label_hop_s:g} s label hops", ErrorKind.USAGE)
     dynamic = opts.seconds is None
     window = Window(dynamic_time=dynamic, samples=samples, min_samples=hop if dynamic else samples,
-                    max_samples=hop * round(MAX_SECONDS / cfg.audio.label_hop_s) if dynamic else samples)
+                    max_samples=hop * round(MAX_WINDOW_S / cfg.audio.label_hop_s) if dynamic else samples)
     trt = target_tensorrt(device, opts.tensorrt)
     opset = opts.opset or (16 if "LayerNormalization" in rules_for(trt).unsupported else 17)
     label = cfg.name + ("-untrained" if opts.config is not None else "")

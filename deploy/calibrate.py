@@ -12,7 +12,6 @@ file that overrides the shipped one (`user_device_dir()`), and the next estimate
 
 from __future__ import annotations
 
-import json
 import platform
 from dataclasses import dataclass
 from datetime import date
@@ -23,10 +22,12 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from at2seld_edge.config import format_validation_error
 from at2seld_edge.errors import EdgeError, ErrorKind
 from at2seld_edge.io import atomic_write_text
-from at2seld_edge.deploy.devices import CPU_DEVICE, DeviceSpec, EstimateSpec, load_device, user_device_dir
+from at2seld_edge.schema import format_validation_error
+from at2seld_edge.yamlfile import read_json
+from at2seld_edge.deploy.devices import (CPU_DEVICE, DeviceName, DeviceSpec, EstimateSpec, check_device_name,
+                                         load_device, user_device_dir)
 from at2seld_edge.deploy.latency_model import Layer, layer_bounds, layer_ms
 
 PARAMS = ("per_layer_us", "per_inference_us", "compute_efficiency", "memory_efficiency")
@@ -38,17 +39,17 @@ _UPPER = np.log([1e4, 1e6 + 1, 1.0, 8.0])
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class LayerRecord(_Strict):
     kind: str
     module: str
     name: str
-    macs: float = Field(ge=0)
-    bytes: float = Field(ge=0)
+    macs: float = Field(ge=0, le=1e15)  # a peta-MAC layer is no layer of a model one inference runs
+    bytes: float = Field(ge=0, le=1e15)
     precision: Literal["fp32", "fp16", "int8"]
-    steps: int = Field(1, ge=1)
+    steps: int = Field(1, ge=1, le=10_000_000)
 
     @classmethod
     def of(cls, layer: Layer) -> "LayerRecord":
@@ -61,7 +62,7 @@ class LayerRecord(_Strict):
 
 class Measurement(_Strict):
     label: str  # "end to end", a module, or an engine layer
-    ms: float = Field(gt=0)
+    ms: float = Field(gt=0, le=1e7)  # under three hours
     layers: list[int]  # indices into FitRecord.layers
     fixed: bool  # an end-to-end time: it includes the per-inference cost
 
@@ -69,7 +70,7 @@ class Measurement(_Strict):
 class FitRecord(_Strict):
     """The `fit` section of a bench JSON."""
 
-    device: str  # the device spec whose peak and bandwidth the layers are measured against
+    device: DeviceName  # the device spec whose peak and bandwidth the layers are measured against
     executor: Literal["tensorrt", "onnxruntime"]
     precision: Literal["fp32", "fp16", "int8"]
     power_mode: str | None = None
@@ -82,12 +83,9 @@ class FitRecord(_Strict):
 
 def read_fit_record(path: Path) -> FitRecord:
     """The `fit` section of an `edge bench` JSON; one line naming the file on any mistake."""
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise EdgeError(f"{path}: bench JSON not found") from None
-    except (OSError, ValueError) as e:
-        raise EdgeError(f"{path}: not a readable JSON file ({e})") from None
+    if not path.exists():
+        raise EdgeError(f"{path}: bench JSON not found")
+    data = read_json(path, "bench JSON")
     if not isinstance(data, dict) or "fit" not in data:
         raise EdgeError(f"{path}: no `fit` section (write it with `edge bench` of this version)")
     if data["fit"] is None:  # a bench that measured totals only (at2seld-bench, the C++ runtime's)
@@ -278,6 +276,8 @@ class Calibration:
 def calibrate(benches: list[Path], name: str | None = None, write: bool = True) -> Calibration:
     """Fit the constants of the benches' device and write `name` (default: that device) to the
     user-level device folder, where it overrides a shipped file of that name."""
+    if name is not None:
+        check_device_name(name)
     records = [read_fit_record(p) for p in benches]
     devices = {r.device for r in records}
     if len(devices) != 1:

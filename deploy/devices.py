@@ -13,23 +13,48 @@ overrides the shipped file of the same name.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import AfterValidator, Field, PrivateAttr, model_validator
 
 from at2seld_edge.deploy.specs import load_named_yaml, shipped_names
-from at2seld_edge.errors import EdgeError
+from at2seld_edge.errors import EdgeError, ErrorKind
+from at2seld_edge.schema import Strict as _Strict
 
 PACKAGE = "at2seld_edge.devices"
 USER_DIR_ENV = "AT2SELD_EDGE_DEVICES"  # overrides the user-level device folder (tests, shared setups)
 FAMILIES = {"jetson-orin": "jetson-orin-nano-8gb"}  # family name -> its smallest common module
 CPU_DEVICE = "x86-cpu"  # the device spec ONNX Runtime on the CPU calibrates unless told another
 Precision = Literal["fp32", "fp16", "int8"]
+# A device name is a file name in the user's device folder: no folder part, no leading dot.
+DEVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+def device_name_problem(name: str) -> str | None:
+    """Why `name` would put a user device file outside the user device folder, if it would."""
+    if DEVICE_NAME.fullmatch(name) and not name.endswith((".yaml", ".yml")):
+        return None
+    return f"{name!r} is not a device name (letters, digits, '.', '_', '+', '-'; no folder part)"
+
+
+def _device_name(name: str) -> str:
+    problem = device_name_problem(name)
+    if problem:
+        raise ValueError(problem)
+    return name
+
+
+DeviceName = Annotated[str, AfterValidator(_device_name)]
+
+
+def check_device_name(name: str, flag: str = "--name") -> str:
+    problem = device_name_problem(name)
+    if problem:
+        raise EdgeError(f"{flag} {problem}; a device file is written as NAME.yaml in the user device folder",
+                        ErrorKind.USAGE)
+    return name
 
 
 class GpuSpec(_Strict):
@@ -108,7 +133,7 @@ KIND_DEFAULTS = {
 
 
 class DeviceSpec(_Strict):
-    name: str
+    name: DeviceName
     family: str
     kind: Literal["jetson", "gpu", "cpu"]
     description: str
@@ -193,11 +218,24 @@ def load_device(name_or_path: str | Path) -> DeviceSpec:
     (`jetson-orin`) or a path to a device YAML; `origin` says which file it was."""
     name = FAMILIES.get(str(name_or_path), str(name_or_path))
     user = user_device_dir() / f"{name}.yaml"
-    if "/" not in name and not name.endswith((".yaml", ".yml")) and user.is_file():
-        spec, origin = load_named_yaml(user, PACKAGE, DeviceSpec, "device"), f"user override {user}"
+    if "/" not in name and not name.endswith((".yaml", ".yml")) and (user.exists() or user.is_symlink()):
+        spec, origin = _user_override(user, name), f"user override {user}"
     elif name in device_names() and not Path(name).exists():
         spec, origin = load_named_yaml(name, PACKAGE, DeviceSpec, "device"), f"shipped devices/{name}.yaml"
     else:
         spec, origin = load_named_yaml(name_or_path, PACKAGE, DeviceSpec, "device", FAMILIES), f"file {name_or_path}"
     spec._origin = origin
+    return spec
+
+
+def _user_override(path: Path, name: str) -> DeviceSpec:
+    """A user device file, which must be a file and carry the name it overrides: one that is not
+    is refused (ignoring it would estimate with another device's figures without a word)."""
+    if not path.is_file():
+        raise EdgeError(f"{path}: a user device override that is not a file; remove it or write the {name} device "
+                        "file there (edge devices calibrate)")
+    spec = load_named_yaml(path, PACKAGE, DeviceSpec, "device")
+    if spec.name != name:
+        raise EdgeError(f"{path}: a user device override named {spec.name!r} in the file of {name!r}; an override "
+                        f"must carry its file's name (rename the file to {spec.name}.yaml or set `name: {name}`)")
     return spec

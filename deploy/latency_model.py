@@ -15,7 +15,6 @@ with its provenance; `fit` recovers them from measurements (`edge devices calibr
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ import onnx
 from at2seld_edge.errors import EdgeError
 from at2seld_edge.onnx_export import module_of_node
 from at2seld_edge.registry import Registry
+from at2seld_edge.yamlfile import read_json
 from at2seld_edge.deploy.devices import DeviceSpec, EstimateSpec, Precision
 
 WHOLE_MODEL = "model"  # the one module of a graph whose nodes carry no module scope
@@ -516,9 +516,11 @@ def _bundle_engine_info(source) -> list | dict | None:
     if isinstance(source, onnx.ModelProto):
         return None
     path = Path(source)
+    if not (path.parent / "manifest.json").is_file():
+        return None
     try:
-        manifest = json.loads((path.parent / "manifest.json").read_text())
-    except (OSError, ValueError):
+        manifest = read_json(path.parent / "manifest.json", "bundle manifest")
+    except EdgeError:
         return None
     info = (manifest.get("engine") or {}).get("layer_info") if isinstance(manifest, dict) else None
     if not info or manifest.get("model") != path.name or not (path.parent / info).is_file():
@@ -573,7 +575,4 @@ def _engine_precision(entry) -> str | None:
 
 
 def read_engine_layers(path: Path) -> list:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise EdgeError(f"{path}: not a readable TensorRT layer-information JSON ({e})") from None
+    return read_json(path, "TensorRT layer-information JSON")

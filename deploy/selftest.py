@@ -23,6 +23,7 @@ from at2seld_edge.plots import pyplot, save_figure
 from at2seld_edge.checkpoint import provenance
 from at2seld_edge.errors import EdgeError, ErrorKind
 from at2seld_edge.io import atomic_write_text, check_output_dir, markdown_table
+from at2seld_edge.compress.quantize import MIN_CALIBRATION_CLIPS
 from at2seld_edge.options import StageOptions
 from at2seld_edge.deploy.devices import load_device
 
@@ -35,7 +36,7 @@ class SelftestOptions(StageOptions):
     out: Path | None = None  # None: reports/selftest-TARGET
     iterations: int = Field(50, ge=2)
     warmup: int = Field(5, ge=0)
-    calib_clips: int = Field(4, ge=2)  # INT8 calibration clips (few: this checks the path, not accuracy)
+    calib_clips: int = Field(MIN_CALIBRATION_CLIPS, ge=MIN_CALIBRATION_CLIPS)  # INT8 calibration: few, as the build allows
     install: bool = False  # write the fitted device file to the user folder (edge devices calibrate does too)
 
 
@@ -148,7 +149,7 @@ def _build(opts: SelftestOptions, target: str, precision: str, out: Path):
     from at2seld_edge.deploy.build import BuildOptions, build
 
     path = out / "bundles" / precision
-    result = build(BuildOptions(target=target, precision=precision, out=path, calib_clips=opts.calib_clips),
+    result = build(BuildOptions.from_flags(target=target, precision=precision, out=path, calib_clips=opts.calib_clips),
                    say=lambda m: None)
     m = result.manifest
     detail = (f"{path}: lint {'clean' if not result.lint.errors else 'FAILED'}, golden check "

@@ -9,9 +9,9 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from at2seld_edge.config import format_validation_error
-from at2seld_edge.yamlfile import read_text, yaml_mapping
 from at2seld_edge.errors import EdgeError
+from at2seld_edge.schema import format_validation_error
+from at2seld_edge.yamlfile import read_text, yaml_mapping
 
 S = TypeVar("S", bound=BaseModel)
 
@@ -27,8 +27,8 @@ def load_named_yaml(name_or_path: str | Path, package: str, schema: type[S], kin
     name = (aliases or {}).get(name, name)
     path = Path(name)
     if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
-            raise EdgeError(f"{path}: {kind} file not found")
+        if not path.exists():
+            raise EdgeError(f"{path}: {kind} file not found")  # a folder or FIFO: read_text says which
         text, source = read_text(path, kind), str(path)
     elif name in shipped_names(package):
         text, source = (resources.files(package) / f"{name}.yaml").read_text(encoding="utf-8"), f"{kind} {name}"

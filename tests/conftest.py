@@ -1,6 +1,10 @@
 from __future__ import annotations
 
 import copy
+import resource
+import signal
+from contextlib import contextmanager
+from typing import Iterator
 
 import pytest
 import yaml
@@ -38,3 +42,19 @@ def write_yaml(tmp_path):
 def _no_user_device_overrides(tmp_path_factory, monkeypatch):
     """Device files a developer calibrated on their own machine must not change test results."""
     monkeypatch.setenv("AT2SELD_EDGE_DEVICES", str(tmp_path_factory.getbasetemp() / "user-devices"))
+
+
+@contextmanager
+def file_size_limit(max_bytes: int) -> Iterator[None]:
+    """Writes past `max_bytes` in any one file fail, as they fail on a full disk: RLIMIT_FSIZE makes
+    the kernel refuse the write (EFBIG where a full disk says ENOSPC) under libsndfile and torch as
+    under Python, with no mount; SIGXFSZ is ignored so that the write returns the error instead of
+    killing the process. Only the soft limit is lowered, and restored after."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)

@@ -148,3 +148,28 @@ def test_model_presets_lists_every_preset_without_importing_torch():
     from at2seld_edge.config import load_config, preset_names
 
     assert listing.strip().splitlines() == [f"{n}: {load_config(n).description}" for n in preset_names()]
+
+
+@pytest.mark.parametrize("args, fragment", [
+    # each a traceback (NaN to int, a terabyte tensor, torch's exporter) or minutes of allocating
+    (["model", "summary", "--seconds", "nan"], "--seconds nan: from one label hop to 60 s"),
+    (["model", "summary", "--seconds", "1e9"], "--seconds 1e+09: from one label hop to 60 s"),
+    (["data", "synth", "--out", "{tmp}/ds", "--seconds", "1e7"], "--seconds 1e+07: a whole number of 100 ms frames, "
+                                                                 "from 1 s to 600 s"),
+    (["evaluate", "--pred", "{tmp}", "--ref", "{tmp}", "--classes", "100000000"], "--classes 100000000: from 1 to 1000"),
+    (["build", "--target", "x86-cpu", "--seconds", "100000", "--out", "{tmp}/b"], "--seconds 100000.0: Input should be "
+                                                                                 "less than or equal to 60"),
+    (["build", "--target", "x86-cpu", "--opset", "99", "--out", "{tmp}/b"], "--opset 99: Input should be less than or "
+                                                                           "equal to 20"),
+    (["export", "--out", "{tmp}/m.onnx", "--opset", "99"], "--opset 99: supported opsets are 14"),
+])
+def test_sizes_on_the_command_line_are_bounded_exit_2_nothing_written(tmp_path, monkeypatch, capsys, args, fragment):
+    """In process (the same `main` as the `edge` script): a subprocess per case would import torch each time."""
+    from at2seld_edge.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["edge", *(a.format(tmp=tmp_path) for a in args)])
+    with pytest.raises(SystemExit) as e:
+        main()
+    err = " ".join(capsys.readouterr().err.split())
+    assert e.value.code == 2 and fragment in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []

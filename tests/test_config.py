@@ -74,6 +74,29 @@ def test_bad_yaml_and_unknown_preset(tmp_path):
         load_config(str(tmp_path / "absent.yaml"))
 
 
+@pytest.mark.parametrize("section, key, value, message", [
+    # each built a model for minutes or asked torch/numpy for terabytes (or overflowed in a validator)
+    ("track_transformer", "layers", 1_000_000, "less than or equal to 64"),
+    ("spatial_encoder", "blocks_per_stage", 1_000_000, "less than or equal to 64"),
+    ("track_transformer", "d_model", 1_000_000, "less than or equal to 8192"),
+    ("smoother", "layers", 1_000_000, "less than or equal to 64"),
+    ("smoother", "hidden", 10**9, "less than or equal to 8192"),
+    ("heads", "n_tracks", 1_000_000, "less than or equal to 16"),
+    ("frontend", "n_mels", 1_000_000, "less than or equal to 1024"),
+    ("backbone", "n_fft", 1_000_000, "less than or equal to 16384"),
+    ("backbone", "channels", [16, 16, 24, 24, 32, 32, 64, 10**6], "less than or equal to 8192"),
+    ("audio", "label_hop_s", 1e308, "less than or equal to 1"),  # OverflowError in the alignment check
+    ("training", "segment_seconds", 1e308, "less than or equal to 60"),
+    ("training", "seed", -1, "greater than or equal to 0"),  # numpy refuses a negative seed mid-training
+    (None, "num_classes", 10**8, "less than or equal to 1000"),
+])
+def test_absurd_sizes_are_refused_naming_the_key_and_the_bound(write_yaml, section, key, value, message):
+    d = preset_dict()
+    (d[section] if section else d)[key] = value
+    msg = _error(d, write_yaml)
+    assert f"key `{section + '.' if section else ''}{key}" in msg and message in msg
+
+
 def test_early_cross_stitch_needs_matching_frame_rates():
     with pytest.raises(EdgeError, match="early cross-stitch needs both streams at one frame rate"):
         variant(cross_stitch={"position": "early", "early_backbone_stage": 1, "early_spatial_stage": 2})

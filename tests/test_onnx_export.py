@@ -106,3 +106,14 @@ def test_stream_graph_needs_a_causal_model_and_leaves_nothing_when_it_fails(tmp_
     with pytest.raises(EdgeError, match="differs from the whole clip"):
         export_stream_graph(build_model(variant(smoother={"causal": True})), tmp_path, tolerance=0.0)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_supported_opset_range_is_what_torch_onnx_and_onnx_runtime_take():
+    """`edge build/export --opset` are bounded by limits.MAX_OPSET (import-light, so a constant):
+    it must stay within what the installed exporter writes and ONNX Runtime runs."""
+    from torch.onnx import _constants
+
+    from at2seld_edge.limits import MAX_OPSET, MIN_OPSET
+
+    assert MIN_OPSET <= 17 <= MAX_OPSET <= _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
+    assert MAX_OPSET <= onnx.defs.onnx_opset_version()

@@ -23,10 +23,11 @@ from typing import Callable
 import numpy as np
 
 from at2seld_edge.errors import EdgeError
+from at2seld_edge.io import read_text_file
+from at2seld_edge.limits import MAX_FRAME, MAX_SOURCE_ID
 from at2seld_edge.registry import Registry
 
 LABEL_HOP_S = 0.1  # every format is read onto 100 ms label frames
-MAX_FRAME = 864_000  # 24 h of label frames: a bound on what a label file may ask us to allocate
 
 STARSS23_CLASSES = (
     "femaleSpeech", "maleSpeech", "clapping", "telephone", "laughter", "domesticSounds", "footsteps",
@@ -98,11 +99,10 @@ def _bad(path: Path, lineno: int, what: str) -> EdgeError:
     return EdgeError(f"{path}:{lineno}: {what}")
 
 
-def _read_rows(path: Path) -> list[tuple[int, list[str]]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise EdgeError(f"{path}: cannot read label file: {e}") from None
+def read_rows(path: Path, kind: str = "label file") -> list[tuple[int, list[str]]]:
+    """The non-blank lines of a CSV (a regular file: a FIFO is refused, not waited on), as
+    (line number, stripped cells)."""
+    text = read_text_file(path, kind)
     return [(i, [c.strip() for c in line.split(",")]) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
 
 
@@ -111,33 +111,39 @@ def _check_class(path: Path, lineno: int, cls: int, n_classes: int) -> None:
         raise _bad(path, lineno, f"class index {cls} out of range (the dataset has {n_classes} classes)")
 
 
+def check_row(path: Path, lineno: int, row: FrameEvent, n_classes: int, ident: str = "source id") -> None:
+    """One row of a frame-wise CSV, a reference's (`ident` the source id) or a prediction's (the
+    track): every value finite and in its range, else one line naming the file and the line."""
+    if not 0 <= row.frame <= MAX_FRAME:
+        raise _bad(path, lineno, f"frame {row.frame} outside 0..{MAX_FRAME} (24 h of 100 ms frames)")
+    if not 0 <= row.source <= MAX_SOURCE_ID:
+        raise _bad(path, lineno, f"{ident} {row.source} outside 0..{MAX_SOURCE_ID} (the events of one clip)")
+    _check_class(path, lineno, row.cls, n_classes)
+    if not (-180 <= row.azimuth <= 360 and -90 <= row.elevation <= 90):  # NaN fails both
+        raise _bad(path, lineno, f"direction out of range: azimuth {row.azimuth}, elevation {row.elevation} "
+                                 "(degrees: azimuth -180..360, elevation -90..90)")
+    if row.distance is not None and not (math.isfinite(row.distance) and row.distance >= 0):
+        raise _bad(path, lineno, f"distance {row.distance} is not a finite number >= 0")
+
+
 def _frame_reader(distance_scale: float | None) -> Callable[[Path, int], list[FrameEvent]]:
     """Frame-wise CSV (2020-2024); `distance_scale` converts the 6th column to metres."""
     n_cols = 5 if distance_scale is None else 6
 
     def read(path: Path, n_classes: int) -> list[FrameEvent]:
         events = []
-        for lineno, cols in _read_rows(path):
+        for lineno, cols in read_rows(path):
             if lineno == 1 and cols[0].lower() == "frame":
                 continue  # tolerate a header row
             if len(cols) < n_cols:
                 raise _bad(path, lineno, f"expected {n_cols} columns, got {len(cols)}: {','.join(cols)!r}")
             try:
-                frame, cls, src = int(cols[0]), int(cols[1]), int(cols[2])
-                az, el = float(cols[3]), float(cols[4])
-                dist = float(cols[5]) * distance_scale if distance_scale is not None else None
+                event = FrameEvent(int(cols[0]), int(cols[1]), int(cols[2]), float(cols[3]), float(cols[4]),
+                                   float(cols[5]) * distance_scale if distance_scale is not None else None)
             except ValueError:
                 raise _bad(path, lineno, f"not a number in {','.join(cols)!r}") from None
-            if not 0 <= frame <= MAX_FRAME:
-                raise _bad(path, lineno, f"frame {frame} outside 0..{MAX_FRAME} (24 h of 100 ms frames)")
-            if src < 0:
-                raise _bad(path, lineno, f"negative source id {src}")
-            if dist is not None and not (math.isfinite(dist) and dist >= 0):
-                raise _bad(path, lineno, f"distance {cols[5]} is not a finite number >= 0")
-            _check_class(path, lineno, cls, n_classes)
-            if not (-180 <= az <= 360 and -90 <= el <= 90):
-                raise _bad(path, lineno, f"direction out of range: azimuth {az}, elevation {el}")
-            events.append(FrameEvent(frame, cls, src, az, el, dist))
+            check_row(path, lineno, event, n_classes)
+            events.append(event)
         return events
 
     return read
@@ -146,7 +152,7 @@ def _frame_reader(distance_scale: float | None) -> Callable[[Path, int], list[Fr
 def _read_tau2019(classes: tuple[str, ...]) -> Callable[[Path, int], list[FrameEvent]]:
     def read(path: Path, n_classes: int) -> list[FrameEvent]:
         events = []
-        for lineno, cols in _read_rows(path):
+        for lineno, cols in read_rows(path):
             if lineno == 1 and cols[0] == "sound_event_recording":
                 continue
             if len(cols) < 6:

@@ -23,18 +23,16 @@ from typing import Any, Callable
 
 import numpy as np
 import soundfile as sf
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
-from at2seld_edge.config import format_validation_error
 from at2seld_edge.data.formats import LABEL_FORMATS, LABEL_HOP_S, FrameEvent, LabelFormat
 from at2seld_edge.errors import EdgeError
+from at2seld_edge.limits import MAX_ABS_SAMPLE, MAX_CLASSES, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+from at2seld_edge.schema import Strict, format_validation_error
 from at2seld_edge.yamlfile import read_yaml_mapping
 
-MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8_000, 192_000
 
-
-class SplitSelector(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class SplitSelector(Strict):
     folds: list[int] | None = None
     rooms: list[int] | None = None
 
@@ -42,15 +40,14 @@ class SplitSelector(BaseModel):
         return (self.folds is None or fold in self.folds) and (self.rooms is None or room in self.rooms)
 
 
-class DatasetSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class DatasetSpec(Strict):
     name: str
     format: str
     root: str = "."
     audio_dir: str = "foa_dev"
     metadata_dir: str = "metadata_dev"
     sample_rate: int = Field(24000, ge=MIN_SAMPLE_RATE, le=MAX_SAMPLE_RATE)
-    classes: list[str] | None = None
+    classes: list[str] | None = Field(None, max_length=MAX_CLASSES)
     splits: dict[str, SplitSelector]
     provenance: dict[str, Any] | None = None  # how the dataset was made (e.g. `edge data synth` settings)
 
@@ -140,7 +137,8 @@ class Dataset:
 
     def _check_clip(self, name: str, wav: Path, csv: Path, fold: int, room: int) -> Clip:
         if not wav.is_file():
-            raise EdgeError(f"{csv}: no audio file {wav} for these labels")
+            raise EdgeError(f"{wav}: not a regular file (a FIFO, folder or device); give the wav itself" if wav.exists()
+                            else f"{csv}: no audio file {wav} for these labels")
         try:
             info = sf.info(str(wav))
         except Exception as e:
@@ -170,9 +168,9 @@ class Dataset:
             clips = self.clips(split, skip_bad, report.skipped)
             good = []
             for clip in clips:
-                bad = first_non_finite(clip.wav)
+                bad = first_bad_sample(clip.wav)
                 if bad is not None:
-                    problem = f"{clip.wav}: non-finite sample (NaN or Inf) at sample {bad[0]}, channel {bad[1]}"
+                    problem = f"{clip.wav}: {bad}"
                     if not skip_bad:
                         raise EdgeError(problem)
                     report.skipped.append(problem)
@@ -182,6 +180,8 @@ class Dataset:
                 if progress:
                     progress()
             rooms[split] = {c.room for c in good}
+            report.warnings += [f"{c.csv}: no events (an empty label file): the clip trains and scores as silence; "
+                                "check it was not cut short" for c in good if not c.events]
             report.splits[split] = SplitSummary(len(good), sum(c.samples for c in good) / self.spec.sample_rate,
                                                 sum(len(c.events) for c in good))
         report.warnings += self._stray_files() + _shared_rooms(rooms)
@@ -243,23 +243,29 @@ def declared_wav_frames(path: Path, info) -> int | None:
             f.seek(size + (size & 1), 1)
 
 
-def first_non_finite(path: Path, block: int = 1 << 16) -> tuple[int, int] | None:
-    """(sample index, channel) of the first NaN or Inf in a float wav; PCM cannot hold one."""
+def first_bad_sample(path: Path, block: int = 1 << 16) -> str | None:
+    """What is wrong with the first bad sample of a float wav (PCM cannot hold one): NaN or Inf,
+    or a magnitude past MAX_ABS_SAMPLE (float audio lies in [-1, 1]; 1e30 is a scaling bug that
+    overflows the features)."""
     if sf.info(str(path)).subtype not in ("FLOAT", "DOUBLE"):
         return None
     start = 0
-    for data in sf.blocks(str(path), blocksize=block, dtype="float32", always_2d=True):
-        bad = np.argwhere(~np.isfinite(data))
+    for data in sf.blocks(str(path), blocksize=block, dtype="float64", always_2d=True):
+        bad = np.argwhere(~(np.abs(data) <= MAX_ABS_SAMPLE))  # NaN compares False
         if len(bad):
-            return start + int(bad[0][0]), int(bad[0][1])
+            (i, ch), value = bad[0], data[tuple(bad[0])]
+            if not np.isfinite(value):
+                return f"non-finite sample (NaN or Inf) at sample {start + int(i)}, channel {int(ch)}"
+            return (f"sample {value:.3g} at sample {start + int(i)}, channel {int(ch)}: float audio lies in [-1, 1]; "
+                    f"past {MAX_ABS_SAMPLE:g} it is a scaling mistake")
         start += len(data)
     return None
 
 
 def load_dataset(path: str | Path) -> Dataset:
     path = Path(path)
-    if not path.is_file():
-        raise EdgeError(f"{path}: dataset spec not found")
+    if not path.exists():
+        raise EdgeError(f"{path}: dataset spec not found")  # a folder or FIFO: read_text says which
     data = read_yaml_mapping(path, "dataset spec")
     try:
         spec = DatasetSpec.model_validate(data)

@@ -13,6 +13,7 @@ Deterministic: clip i depends only on (seed, i), and room r only on (seed, r).
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +27,13 @@ from scipy.signal import butter, fftconvolve, sosfilt
 from at2seld_edge.data.formats import FrameEvent, write_dcase2023_csv
 from at2seld_edge.errors import EdgeError, ErrorKind
 from at2seld_edge.io import atomic_path, atomic_write_text, check_output_dir, output_lock
+from at2seld_edge.limits import MAX_CLIP_S
 from at2seld_edge.yamlfile import read_yaml_mapping
 
 SR = 24000
 LABEL_HOP = 2400  # 100 ms
 SPEED_OF_SOUND = 343.0
+STARTED = ".dataset.yaml.partial"  # an unfinished run's spec: the spec itself is written once every clip is
 
 # ----------------------------------------------------------------------------- sound classes
 
@@ -360,10 +363,13 @@ def synthesize(out_dir: str | Path, clips: int, seed: int = 0, classes: Iterable
         raise EdgeError(f"--clips {clips}: need at least 3 (train, validation and test)", ErrorKind.USAGE)
     if not 1 <= max_polyphony <= 3:
         raise EdgeError(f"--max-polyphony {max_polyphony}: must be 1, 2 or 3", ErrorKind.USAGE)
-    if seconds < 1 or (seconds * 10) % 1:
-        raise EdgeError(f"--seconds {seconds}: a whole number of 100 ms frames, at least 1 s", ErrorKind.USAGE)
+    if not 1 <= seconds <= MAX_CLIP_S or (seconds * 10) % 1:  # NaN fails the range
+        raise EdgeError(f"--seconds {seconds:g}: a whole number of 100 ms frames, from 1 s to {MAX_CLIP_S:g} s "
+                        "(a clip is rendered in memory)", ErrorKind.USAGE)
     out = Path(out_dir)
-    check_output_dir(out, is_ours=lambda p: (p / "dataset.yaml").is_file(), what="dataset written by edge data synth")
+    spec_path, started = out / "dataset.yaml", out / STARTED
+    check_output_dir(out, is_ours=lambda p: (p / spec_path.name).is_file() or (p / STARTED).is_file(),
+                     what="dataset written by edge data synth")
     gens = [SOUND_CLASSES[c] for c in names]
     plan = SynthPlan(clips)
     spec = {
@@ -378,17 +384,21 @@ def synthesize(out_dir: str | Path, clips: int, seed: int = 0, classes: Iterable
         "provenance": {"generator": "edge data synth", "clips": clips, "seed": seed,
                        "max_polyphony": max_polyphony, "seconds": seconds},
     }
-    spec_path = out / "dataset.yaml"
-    if spec_path.exists():
-        old = read_yaml_mapping(spec_path, "dataset spec")
+    earlier = next((p for p in (spec_path, started) if p.exists()), None)
+    if earlier is not None:
+        old = read_yaml_mapping(earlier, "dataset spec")
         if old.get("provenance") != spec["provenance"] or old.get("classes") != names:
             raise EdgeError(f"{out}: holds a dataset made with other settings; use another --out")
+    text = "# written by `edge data synth`\n" + yaml.safe_dump(spec, sort_keys=False)
     with output_lock(out, "edge data synth"):
+        if not spec_path.exists():
+            atomic_write_text(started, text)  # the settings, so that a killed or disk-full run resumes
         for i in range(clips):
             _write_clip(out, i, seed, plan, gens, seconds, max_polyphony)
             if progress:
                 progress(i + 1)
-        atomic_write_text(spec_path, "# written by `edge data synth`\n" + yaml.safe_dump(spec, sort_keys=False))
+        atomic_write_text(spec_path, text)
+        started.unlink(missing_ok=True)
     return spec_path
 
 
@@ -402,8 +412,10 @@ def _write_clip(out: Path, i: int, seed: int, plan: "SynthPlan", gens: list, sec
     if not (wav.exists() and csv.exists()):
         room = Room.draw(np.random.default_rng([seed, 10_000 + room_id]))
         audio, labels = render_clip(seed, i, room, gens, seconds, max_polyphony)
+        encoded = io.BytesIO()  # libsndfile reports a full disk as "System error."; a plain write says ENOSPC
+        sf.write(encoded, audio.T, SR, subtype="PCM_16", format="WAV")
         with atomic_path(wav) as tmp:
-            sf.write(str(tmp), audio.T, SR, subtype="PCM_16", format="WAV")
+            tmp.write_bytes(encoded.getvalue())
         atomic_write_text(csv, write_dcase2023_csv(csv, labels))
 
 

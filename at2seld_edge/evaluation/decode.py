@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from at2seld_edge.data.formats import MAX_FRAME, FrameEvent, TrackTargets, sph_to_xyz, xyz_to_sph
+from at2seld_edge.data.formats import FrameEvent, TrackTargets, check_row, read_rows, sph_to_xyz, xyz_to_sph
 from at2seld_edge.errors import EdgeError
 from at2seld_edge.evaluation.metrics import Detection, Frames, angular_distance
 from at2seld_edge.io import atomic_write_text
+from at2seld_edge.limits import MAX_WINDOW_S  # long recordings are run in windows of at most this length
 
 MERGE_DEG = 15.0  # same-class tracks closer than this are one source (duplicates of ADPIT training)
-MAX_WINDOW_S = 60.0  # long recordings are run in windows of at most this length
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -99,29 +99,19 @@ def write_output_csv(path: Path, frames: Frames, with_distance: bool = False) ->
 
 def read_output_csv(path: Path, n_classes: int) -> Frames:
     """A prediction CSV: frame, class, track, azimuth, elevation [, distance in metres, as the
-    official output format has it (only references are in centimetres)]."""
+    official output format has it (only references are in centimetres)]; each row checked as a
+    reference row is (`formats.check_row`)."""
     frames: Frames = {}
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise EdgeError(f"{path}: cannot read prediction file: {e}") from None
-    for lineno, line in enumerate(text.splitlines(), 1):
-        cols = [c.strip() for c in line.split(",")]
-        if not line.strip() or (lineno == 1 and cols[0].lower() == "frame"):
+    for lineno, cols in read_rows(path, "prediction file"):
+        if lineno == 1 and cols[0].lower() == "frame":
             continue
         if len(cols) not in (5, 6):
             raise EdgeError(f"{path}:{lineno}: expected 5 or 6 columns (frame, class, track, azimuth, elevation[, distance])")
         try:
-            f, c, tr = int(cols[0]), int(cols[1]), int(cols[2])
-            az, el = float(cols[3]), float(cols[4])
-            dist = float(cols[5]) if len(cols) == 6 else None
+            row = FrameEvent(int(cols[0]), int(cols[1]), int(cols[2]), float(cols[3]), float(cols[4]),
+                             float(cols[5]) if len(cols) == 6 else None)
         except ValueError:
-            raise EdgeError(f"{path}:{lineno}: not a number in {line.strip()!r}") from None
-        if not 0 <= c < n_classes:
-            raise EdgeError(f"{path}:{lineno}: class index {c} out of range ({n_classes} classes)")
-        if not 0 <= f <= MAX_FRAME:
-            raise EdgeError(f"{path}:{lineno}: frame {f} outside 0..{MAX_FRAME} (24 h of 100 ms frames)")
-        if not all(np.isfinite(x) for x in (az, el, dist if dist is not None else 0.0)):
-            raise EdgeError(f"{path}:{lineno}: not a finite number in {line.strip()!r}")
-        frames.setdefault(f, []).append(Detection(c, tr, sph_to_xyz(az, el), dist))
+            raise EdgeError(f"{path}:{lineno}: not a number in {','.join(cols)!r}") from None
+        check_row(path, lineno, row, n_classes, ident="track")
+        frames.setdefault(row.frame, []).append(Detection(row.cls, row.source, row.xyz(), row.distance))
     return frames

@@ -16,26 +16,26 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 from typing import Any, Callable
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from at2seld_edge.config import ModelConfig, config_from_dict
 from at2seld_edge.errors import EdgeError
 from at2seld_edge.registry import Registry
+from at2seld_edge.schema import Strict as _Strict
 from at2seld_edge.yamlfile import read_text, yaml_mapping
 
 Value = int | float | str | bool
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+MAX_CHOICES = 1_000  # values of one parameter
+MAX_COMBINATIONS = 100_000  # a stage's grid: every combination is checked before a trial runs
 
 
 class Param(_Strict):
     """`choices`, or a `low`..`high` range (`log` scale; `integer` for whole numbers)."""
 
-    choices: list[Value] | None = None
+    choices: list[Value] | None = Field(None, max_length=MAX_CHOICES)
     low: float | None = None
     high: float | None = None
     log: bool = False
@@ -91,6 +91,12 @@ class SearchSpace(_Strict):
     def _not_empty(cls, v: dict[str, Param]) -> dict[str, Param]:
         if not v:
             raise ValueError("a stage needs at least one parameter")
+        count = math.prod(len(p.corners()) for p in v.values())
+        if count > MAX_COMBINATIONS:
+            widest = max(v, key=lambda k: len(v[k].corners()))
+            raise ValueError(f"{count:,} combinations of values, over {MAX_COMBINATIONS:,} (each is checked before "
+                             f"any trial); {widest} alone has {len(v[widest].corners()):,}: give fewer choices or "
+                             "a low..high range")
         return v
 
     @field_validator("stage1")
@@ -132,10 +138,20 @@ def _encoder_type(cfg: dict, value: Value, space: SearchSpace) -> None:
     cfg.setdefault("spatial_encoder", {}).update(copy.deepcopy(space.encoder_types[str(value)]))
 
 
+def _factor(key: str, value: Value, high: float, zero: bool) -> float:
+    """A derived knob's multiplier, within its range: 1e308 would overflow the channel count, and a
+    negative width silently became the narrowest encoder."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (number and (0 <= value if zero else 0 < value) and value <= high):
+        raise EdgeError(f"{key} {value!r}: a factor in {'[0' if zero else '(0'}, {high:g}]")
+    return float(value)
+
+
 @KNOBS.register("spatial_encoder.width")
 def _encoder_width(cfg: dict, value: Value, space: SearchSpace) -> None:
     enc = cfg.setdefault("spatial_encoder", {})
-    enc["channels"] = [max(4, 4 * round(c * float(value) / 4)) for c in enc.get("channels", [32, 64, 128])]
+    width = _factor("spatial_encoder.width", value, 16, zero=False)
+    enc["channels"] = [max(4, 4 * round(c * width / 4)) for c in enc.get("channels", [32, 64, 128])]
 
 
 @KNOBS.register("cross_stitch.position")
@@ -149,8 +165,9 @@ def _cross_stitch(cfg: dict, value: Value, space: SearchSpace) -> None:
 @KNOBS.register("training.augment.strength")
 def _augment_strength(cfg: dict, value: Value, space: SearchSpace) -> None:
     aug = cfg.setdefault("training", {}).setdefault("augment", {})
+    strength = _factor("training.augment.strength", value, 100, zero=True)
     for key, default in (("time_width", 10), ("freq_width", 8)):
-        aug[key] = round(aug.get(key, default) * float(value))
+        aug[key] = round(aug.get(key, default) * strength)
     aug["spec_augment"] = aug["time_width"] > 0 or aug["freq_width"] > 0
 
 
@@ -185,7 +202,7 @@ def load_space(path: str | None) -> SearchSpace:
         return SearchSpace()
     from pydantic import ValidationError
 
-    from at2seld_edge.config import format_validation_error
+    from at2seld_edge.schema import format_validation_error
 
     data = yaml_mapping(read_text(path, "search space"), str(path), "search space")
     try:

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import time
 import warnings
+from contextlib import closing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import optuna
@@ -39,6 +42,7 @@ def open_storage(url: str, heartbeat_s: int | None) -> optuna.storages.RDBStorag
     """The storage at `url`, with heartbeats every `heartbeat_s` seconds (None: without, for
     studies run by ask and tell, which never beat)."""
     quiet_optuna()
+    check_sqlite_file(url)
     beats = {} if heartbeat_s is None else {
         "heartbeat_interval": heartbeat_s, "grace_period": 2 * heartbeat_s,
         "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)}
@@ -57,6 +61,34 @@ def open_storage(url: str, heartbeat_s: int | None) -> optuna.storages.RDBStorag
 
 
 SCHEMA_RACE_RETRIES = 5
+
+
+def check_sqlite_file(url: str) -> None:
+    """An existing SQLite storage must be a sound SQLite database: a damaged page would pass the
+    open and fail mid-study with a traceback from inside Optuna; a file that is not SQLite at all
+    fails here too, in one line."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # a malformed URL: RDBStorage says so
+        return
+    path = parsed.database
+    if not parsed.drivername.startswith("sqlite") or not path or path == ":memory:" or not Path(path).exists():
+        return
+    try:
+        with closing(sqlite3.connect(Path(path).absolute().as_uri() + "?mode=ro", uri=True, timeout=30)) as db:
+            problems = [row[0] for row in db.execute("PRAGMA quick_check").fetchall()]
+    except sqlite3.OperationalError as e:  # busy or locked: another worker is writing; the file itself is fine
+        if "locked" in str(e) or "busy" in str(e):
+            return
+        problems = [str(e)]
+    except sqlite3.Error as e:
+        problems = [str(e)]
+    if problems != ["ok"]:
+        first = " ".join(problems[0].replace("*** in database main ***", "").split())
+        raise EdgeError(f"{path}: not a sound SQLite database ({first}); move it away to start the study afresh, "
+                        "or give another --out or --storage")
 
 
 def _schema_race(e: Exception) -> bool:

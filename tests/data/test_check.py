@@ -3,6 +3,10 @@ audio, labels past the audio, absurd frames, odd specs; and flag stray files and
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -51,7 +55,8 @@ def test_label_frames_past_the_audio_are_refused(tmp_path):
 
 
 @pytest.mark.parametrize("row, message", [
-    ("0,0,-1,0,0", "negative source id -1"),
+    ("0,0,-1,0,0", "source id -1 outside 0..65535"),
+    ("0,0,5000000,0,0", "source id 5000000 outside 0..65535"),  # a column mix-up, not a clip's events
     ("900000,0,0,0,0", "frame 900000 outside 0..864000"),
 ])
 def test_absurd_label_rows(tmp_path, row, message):
@@ -92,3 +97,45 @@ def test_yaml_duplicate_keys_and_non_utf8_are_refused_with_the_line(tmp_path):
 
     with pytest.raises(EdgeError, match="cfg.yaml:2: not valid YAML: key 'name' appears twice"):
         load_config(tmp_path / "cfg.yaml")
+
+
+def test_samples_of_absurd_magnitude_are_refused_like_non_finite_ones(tmp_path):
+    ds = make_dataset(tmp_path, "dcase2023", CLIPS)
+    wav = tmp_path / "foa_dev" / "dev" / "fold2_room2_mix002.wav"
+    audio = np.zeros((SR, 4), np.float32)
+    audio[5, 1] = 1e30  # finite, so it passed, and overflowed the features to Inf in training
+    sf.write(str(wav), audio, SR, subtype="FLOAT")
+    with pytest.raises(EdgeError, match=r"fold2_room2_mix002.wav: sample 1e\+30 at sample 5, channel 1: float audio "
+                                        r"lies in \[-1, 1\]"):
+        ds.check()
+    assert "sample 5" in ds.check(skip_bad=True).skipped[0]
+    audio[5, 1] = 1.5  # a little over full scale is audio
+    sf.write(str(wav), audio, SR, subtype="FLOAT")
+    assert ds.check().splits["test"].clips == 1
+
+
+def test_an_empty_label_file_is_a_warning_naming_it(tmp_path):
+    report = make_dataset(tmp_path, "dcase2023", {**CLIPS, "dev/fold1_room1_mix001": ""}).check()
+    assert report.splits["train"].clips == 1  # a silent clip is data, so it is kept ...
+    assert [w for w in report.warnings if "no events" in w] == [  # ... and named
+        f"{tmp_path / 'metadata_dev' / 'dev' / 'fold1_room1_mix001.csv'}: no events (an empty label file): the clip "
+        "trains and scores as silence; check it was not cut short"]
+
+
+def test_a_fifo_as_a_label_csv_is_refused_not_waited_on(tmp_path):
+    """A FIFO without a writer blocked `edge data check` forever (a subprocess, so a hang fails the test)."""
+    make_dataset(tmp_path, "dcase2023", CLIPS)
+    csv = tmp_path / "metadata_dev" / "dev" / "fold1_room1_mix001.csv"
+    csv.unlink()
+    os.mkfifo(csv)
+    r = subprocess.run([sys.executable, "-m", "at2seld_edge.cli", "data", "check", "--data", str(tmp_path / "spec.yaml")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert f"{csv}: is a FIFO (named pipe), not a regular file; give the label file itself" in " ".join(r.stderr.split())
+    csv.unlink()
+    csv.write_text("0,0,0,90,0\n")
+    wav = tmp_path / "foa_dev" / "dev" / "fold1_room1_mix001.wav"
+    wav.unlink()
+    os.mkfifo(wav)  # the audio too: refused before libsndfile opens it
+    with pytest.raises(EdgeError, match=f"{wav}: not a regular file"):
+        load_dataset(tmp_path / "spec.yaml").check()

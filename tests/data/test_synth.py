@@ -15,6 +15,7 @@ from at2seld_edge.data.spec import load_dataset
 from at2seld_edge.data.synth import DEFAULT_CLASSES, SOUND_CLASSES, Room, SceneEvent, _render_event, synthesize
 from at2seld_edge.errors import EdgeError
 from at2seld_edge.model.frontend import Frontend
+from tests.conftest import file_size_limit
 
 
 def digest(folder):
@@ -91,3 +92,14 @@ def test_rendered_direction_matches_the_label(az, el):
     az_r, el_r = math.radians(az), math.radians(el)
     truth = np.array([math.cos(el_r) * math.cos(az_r), math.cos(el_r) * math.sin(az_r), math.sin(el_r)])
     assert math.degrees(math.acos(iv @ truth / np.linalg.norm(iv))) < 5
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_nothing_is_half_written(tmp_path):
+    """libsndfile reported the full disk as LibsndfileError('System error.'), a traceback."""
+    with file_size_limit(100_000), pytest.raises(EdgeError) as e:  # a 2 s clip's wav is 384 kB
+        synthesize(tmp_path / "ds", 3, seconds=2.0)
+    assert "foa_dev/dev-synth/fold" in str(e.value) and ".wav: not written: file too large" in str(e.value)
+    written = [p.name for p in (tmp_path / "ds").rglob("*") if p.is_file()]
+    assert written == [".dataset.yaml.partial"]  # its settings, to resume by; no partial wav, no temporary file
+    assert synthesize(tmp_path / "ds", 3, seconds=2.0).is_file()  # with space again, the same command completes
+    assert not (tmp_path / "ds" / ".dataset.yaml.partial").exists()

@@ -40,10 +40,14 @@ def test_absolute_and_share_limits_take_the_tighter(write_yaml):
     ({"name": "b", "description": "d", "total": {}, "modules": {"backbon": {}}}, r"unknown module 'backbon'"),
     ({"name": "b", "description": "d", "total": {"latency_share": 0.5}}, r"latency_share is a module limit"),
     ({"name": "b", "description": "d", "total": {}, "modules": {"heads": {"latency_share": 2}}}, r"less than or equal to 1"),
+    # a window is one inference's audio: 1e5 s would size the build's buffers at 2.4e9 samples
+    ({"name": "b", "description": "d", "window_s": 1e5, "total": {}}, r"key `window_s`: .*less than or equal to 60"),
+    ({"name": "b", "description": "d", "window_s": float("inf"), "total": {}}, r"\.inf is not a finite number"),
+    ({"name": "b", "description": "d", "total": {"latency_ms": float("nan")}}, r"\.nan is not a finite number"),
 ])
 def test_bad_budget_is_one_clear_error(write_yaml, data, message):
     path = write_yaml(data, "tight.yaml")
-    with pytest.raises(EdgeError, match=r"tight.yaml: .*" + message):
+    with pytest.raises(EdgeError, match=r"tight.yaml(:\d+)?: .*" + message):
         load_budget(path)
 
 

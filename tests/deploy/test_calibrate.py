@@ -4,13 +4,17 @@ cannot see near its prior, and writes a user-level device file the next estimate
 from __future__ import annotations
 
 import json
+import re
+from importlib import resources
 
 import numpy as np
 import pytest
+import yaml
 
 from at2seld_edge.deploy.calibrate import (
     FitRecord, LayerRecord, Measurement, calibrate, fit, predict, samples_from,
 )
+from at2seld_edge.deploy.devices import PACKAGE as DEVICES
 from at2seld_edge.deploy.devices import EstimateSpec, load_device, user_device_dir
 from at2seld_edge.deploy.latency_model import Layer, estimate_onnx
 from at2seld_edge.errors import EdgeError
@@ -110,15 +114,22 @@ def test_calibrate_under_a_new_name_leaves_the_shipped_device_alone(tmp_path, us
 
 
 @pytest.mark.parametrize("content,message", [
-    ("not json", "not a readable JSON file"),
+    ("not json", "not valid JSON"),
     ('{"artifact": "bench_report"}', "no `fit` section"),
     ('{"fit": {"device": "x"}}', "fit.key `executor`"),
+    ('{"fit": ' + "[" * 10_000 + "]" * 10_000 + "}", "nested deeper than 32 levels"),  # RecursionError before
+    ('{"fit": ' + '{"a": ' * 100 + "1" + "}" * 100 + "}", "nested deeper than 32 levels"),
+    ('{"fit": {"device": "x", "measurements": [{"ms": Infinity}]}}', "Infinity is not a finite number"),
+    ('{"fit": {"device": "x", "measurements": [{"ms": NaN}]}}', "NaN is not a finite number"),
+    ('{"fit": {"device": "x", "measurements": [{"ms": 1e999}]}}', "1e999 is not a finite number"),
+    ('{"fit": {"device": "x", "steps": ' + "9" * 5000 + "}}", "integer with 5000 digits"),
 ])
 def test_bad_bench_json_is_one_line_naming_the_file(tmp_path, content, message):
     path = tmp_path / "bench.json"
     path.write_text(content)
-    with pytest.raises(EdgeError, match=f"bench.json: .*{message}"):
+    with pytest.raises(EdgeError, match=f"bench.json(:1)?: .*{message}") as e:
         calibrate([path])
+    assert "\n" not in str(e.value)
 
 
 def test_measurement_naming_a_missing_layer_is_refused(tmp_path):
@@ -144,3 +155,45 @@ def test_cli_calibrate_writes_the_override_and_edge_devices_lists_it(tmp_path, u
 def test_missing_bench_json_is_one_line(tmp_path):
     with pytest.raises(EdgeError, match="none.json: bench JSON not found"):
         calibrate([tmp_path / "none.json"])
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "/tmp/abs", "sub/dir", ".hidden", "x.yaml", ""])
+def test_a_name_that_is_not_a_plain_device_name_is_refused_before_writing(tmp_path, user_devices, name):
+    layers = synthetic_layers(3)
+    bench = write_bench(tmp_path / "bench.json", layers, measure(layers, TRUE, 0.0))
+    with pytest.raises(EdgeError, match="not a device name") as e:
+        calibrate([bench], name=name)
+    assert e.value.exit_code == 2
+    assert not list(tmp_path.rglob("*.yaml"))  # nothing written, inside the user folder or outside it
+
+
+def test_a_bench_whose_device_name_leaves_the_user_folder_is_refused(tmp_path, user_devices):
+    layers = synthetic_layers(3)
+    bench = write_bench(tmp_path / "bench.json", layers, measure(layers, TRUE, 0.0))
+    data = json.loads(bench.read_text())
+    data["fit"]["device"] = "../../x"
+    bench.write_text(json.dumps(data))
+    with pytest.raises(EdgeError, match=r"bench.json: fit.key `device`: '../../x' is not a device name"):
+        calibrate([bench])
+    spec = yaml.safe_load((resources.files(DEVICES) / "x86-cpu.yaml").read_text()) | {"name": "../../x"}
+    (tmp_path / "x.yaml").write_text(yaml.safe_dump(spec))  # a device file by path, naming itself ../../x
+    with pytest.raises(EdgeError, match=r"x.yaml: key `name`: '../../x' is not a device name \(letters, digits"):
+        load_device(tmp_path / "x.yaml")
+    assert not list(tmp_path.parent.glob("x.yaml"))
+
+
+@pytest.mark.parametrize("where, value, message", [  # the first was least_squares' ValueError (residuals not finite)
+    (("layers", 0, "macs"), 1e308, "fit.key `layers.0.macs`: Input should be less than or equal to 1000000000000000"),
+    (("measurements", 0, "ms"), 1e300, "fit.key `measurements.0.ms`: Input should be less than or equal to"),
+])
+def test_absurd_figures_in_a_bench_are_refused(tmp_path, where, value, message):
+    layers = synthetic_layers(3)
+    bench = write_bench(tmp_path / "bench.json", layers, measure(layers, TRUE, 0.0))
+    data = json.loads(bench.read_text())
+    node = data["fit"]
+    for key in where[:-1]:
+        node = node[key]
+    node[where[-1]] = value
+    bench.write_text(json.dumps(data))
+    with pytest.raises(EdgeError, match=re.escape(message)):
+        calibrate([bench])

@@ -119,3 +119,17 @@ def test_user_file_overrides_the_shipped_one_and_says_so(monkeypatch, tmp_path):
     (tmp_path / "x86-cpu.yaml").write_text(yaml.safe_dump(data))
     with pytest.raises(EdgeError, match=r"x86-cpu.yaml: key `estimate.per_layer_us`"):
         load_device("x86-cpu")
+
+
+def test_a_user_override_of_another_name_or_that_is_a_folder_is_refused_naming_it(monkeypatch, tmp_path):
+    """Ignoring either would estimate with the shipped figures while the user believes theirs are used."""
+    monkeypatch.setenv("AT2SELD_EDGE_DEVICES", str(tmp_path))
+    data = yaml.safe_load((resources.files(PACKAGE) / "x86-cpu.yaml").read_text())
+    (tmp_path / "x86-cpu.yaml").write_text(yaml.safe_dump({**data, "name": "my-cpu"}))
+    with pytest.raises(EdgeError, match=r"x86-cpu.yaml: a user device override named 'my-cpu' in the file of "
+                                        r"'x86-cpu'.*rename the file to my-cpu.yaml"):
+        load_device("x86-cpu")
+    (tmp_path / "x86-cpu.yaml").unlink()
+    (tmp_path / "x86-cpu.yaml").mkdir()
+    with pytest.raises(EdgeError, match=r"x86-cpu.yaml: a user device override that is not a file"):
+        load_device("x86-cpu")

@@ -99,3 +99,14 @@ def test_edge_selftest_end_to_end(tmp_path):
     assert "skipped" in text and "TensorRT is not importable here" in text and "estimate on jetson-orin-nano-8gb" in text
     data = json.loads((tmp_path / "st" / "selftest.json").read_text())
     assert data["passed"] and {c["precision"] for c in data["comparisons"]} == {"fp16", "int8"}
+
+
+@pytest.mark.parametrize("clips", [2, 3])
+def test_too_few_calibration_clips_is_a_usage_error_not_a_validation_traceback(clips):
+    """`edge selftest --target x86-cpu --calib-clips 2` passed its own check (>= 2) and then broke
+    in the INT8 build's (>= 4) with pydantic's multi-line ValidationError."""
+    with pytest.raises(EdgeError) as e:
+        SelftestOptions.from_flags(target="x86-cpu", calib_clips=clips)
+    assert e.value.kind == ErrorKind.USAGE and f"--calib-clips {clips}: Input should be greater than or equal to 4" \
+        in str(e.value)
+    assert SelftestOptions.from_flags(target="x86-cpu").calib_clips == 4  # the default is the build's minimum

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
-from at2seld_edge.data.formats import TrackTargets
+from at2seld_edge.data.formats import STARSS23_CLASSES, TrackTargets
 from at2seld_edge.data.spec import Clip
+from at2seld_edge.errors import EdgeError
 from at2seld_edge.evaluation.decode import decode, read_output_csv, write_output_csv
-from at2seld_edge.data.formats import STARSS23_CLASSES
 from at2seld_edge.evaluation.evaluate import (ClipOutput, CsvScoring, calibrate_thresholds, evaluate_csv_dirs,
                                              oracle_doa_error)
-from at2seld_edge.errors import EdgeError
 from at2seld_edge.evaluation.metrics import Detection
 
 
@@ -131,3 +134,31 @@ def test_a_ref_folder_of_every_split_scores_the_one_split_chosen(tmp_path):
     with pytest.raises(EdgeError, match=r"no split folder 'eval' or eval-\* \(subfolders: dev-test-sony, dev-test-tau, "
                                         r"dev-train-sony\)"):
         _resolve(tmp_path, 3, split="eval")
+
+
+@pytest.mark.parametrize("row, message", [
+    # each was scored without a word: a distance below zero, an id from no clip, a direction of no angle
+    ("3,1,0,30,0,-2.5", "distance -2.5 is not a finite number >= 0"),
+    ("3,1,-1,30,0", "track -1 outside 0..65535"),
+    ("3,1,99999999,30,0", "track 99999999 outside 0..65535"),
+    ("3,1,0,1e308,0", "direction out of range: azimuth 1e+308"),
+    ("3,1,0,30,-1e308", "direction out of range: azimuth 30.0, elevation -1e+308"),
+])
+def test_an_absurd_prediction_row_is_refused_naming_file_and_line(tmp_path, row, message):
+    path = tmp_path / "p.csv"
+    path.write_text(f"0,1,0,30,0\n{row}\n")
+    with pytest.raises(EdgeError) as e:
+        read_output_csv(path, 13)
+    assert str(e.value).startswith(f"{path}:2: ") and message in str(e.value)
+
+
+def test_a_fifo_as_a_prediction_csv_is_refused_not_waited_on(tmp_path):
+    """A FIFO without a writer blocked `edge evaluate` forever (a subprocess, so a hang fails the test)."""
+    for folder in ("ref", "pred"):
+        (tmp_path / folder).mkdir()
+    (tmp_path / "ref" / "fold1_room1_mix001.csv").write_text("0,1,0,30,0\n")
+    os.mkfifo(tmp_path / "pred" / "fold1_room1_mix001.csv")
+    r = subprocess.run([sys.executable, "-m", "at2seld_edge.cli", "evaluate", "--pred", str(tmp_path / "pred"),
+                        "--ref", str(tmp_path / "ref")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "fold1_room1_mix001.csv: is a FIFO (named pipe), not a regular file" in " ".join(r.stderr.split())

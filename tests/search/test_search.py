@@ -211,3 +211,23 @@ def test_a_schema_race_with_another_worker_is_retried(tmp_path, monkeypatch):
     monkeypatch.setattr(optuna.storages, "RDBStorage", lambda url, **kw: (_ for _ in ()).throw(locked))
     with pytest.raises(EdgeError, match="cannot open .OperationalError"):
         open_storage(f"sqlite:///{tmp_path / 't.db'}", None)
+
+
+def test_a_damaged_or_foreign_search_db_is_one_line_naming_it(tmp_path):
+    """A damaged page passed the open and failed mid-study with Optuna's StorageInternalError, a
+    traceback; now an existing SQLite file is checked (PRAGMA quick_check) before Optuna opens it."""
+    db = tmp_path / "search.db"
+    storage = open_storage(f"sqlite:///{db}", None)
+    study = optuna.create_study(study_name="s", storage=storage)
+    for _ in range(30):
+        study.tell(study.ask(), 1.0)
+    storage.engine.dispose()
+    with open(db, "r+b") as f:  # one page of the trials table overwritten, as a bad sector or a torn copy would
+        f.seek(5 * 4096)
+        f.write(b"\xff" * 4096)
+    with pytest.raises(EdgeError, match=rf"^{db}: not a sound SQLite database \(.+\); move it away") as e:
+        open_storage(f"sqlite:///{db}", None)
+    assert "\n" not in str(e.value)
+    db.write_bytes(os.urandom(8192))
+    with pytest.raises(EdgeError, match=rf"^{db}: not a sound SQLite database \(file is not a database\)"):
+        open_storage(f"sqlite:///{db}", None)

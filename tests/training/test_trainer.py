@@ -11,7 +11,7 @@ from at2seld_edge.checkpoint import load_checkpoint
 from at2seld_edge.data.spec import load_dataset
 from at2seld_edge.errors import EdgeError
 from at2seld_edge.training.trainer import Reporter, train
-from tests.conftest import variant
+from tests.conftest import file_size_limit, variant
 from tests.training.conftest import plain_config, tiny_config
 
 
@@ -157,3 +157,12 @@ def test_curves_show_every_epoch_as_a_marker_and_keep_the_legend_off_the_lines(e
         if epochs == 1:
             assert list(ax.get_xticks()) == [1]
     pyplot().close(fig)
+
+
+def test_a_full_disk_stops_training_in_one_line_naming_the_checkpoint(tmp_path, tiny_data):
+    """torch.save to a path reported a full disk as RuntimeError('unexpected pos ...'), a traceback."""
+    run = tmp_path / "run"
+    with file_size_limit(100_000), pytest.raises(EdgeError) as e:  # the tiny model's checkpoint is ~1 MB
+        train(tiny_config(), tiny_data, run, epochs=1)
+    assert str(e.value).startswith(f"{run / 'best.pt'}: not written: file too large")
+    assert list(run.iterdir()) == []  # no partial checkpoint, no temporary file
