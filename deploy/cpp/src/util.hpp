@@ -35,6 +35,9 @@ double percentile(std::vector<double> values, double q);
 // Python's repr() of a str, as the Python messages show names ('x').
 std::string py_repr(const std::string& s);
 
+// A shape as Python prints the tuple: (1, 10, 3, 8), (3,).
+std::string shape_text(const std::vector<int64_t>& shape);
+
 // Python's f"{n:,}".
 std::string thousands(uintmax_t n);
 
