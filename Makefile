@@ -25,7 +25,7 @@ TEST_PROCESSES ?= 2
 test: $(STAMP)
 	tests/search/install_postgresql.sh  # the multi-worker search test starts its own PostgreSQL server
 	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES)
-	$(MAKE) --no-print-directory cpp-test
+	$(MAKE) --no-print-directory cpp-test cpp-asan
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow

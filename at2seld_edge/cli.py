@@ -655,7 +655,7 @@ def run_cmd(
     rt = SeldRuntime(bundle, backend, device)
     target = out_csv or Path(wav.with_suffix(".csv").name)
     result = run_file(rt, wav, RunOptions(target, plot, resample, stream, repair),
-                      warn=lambda m: err.print(m, highlight=False))
+                      warn=lambda m: err.print(m, highlight=False, markup=False, soft_wrap=True))  # one line each
     n_events = sum(len(d) for d in result.frames.values())
     out.print(f"{wav}: {result.n_frames} frames, {n_events} detections in {len(result.frames)} frames "
               f"({rt.session.name}); wrote {result.csv}" + (f" and {result.png}" if result.png else ""), highlight=False)

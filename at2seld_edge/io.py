@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import json
 import os
 import re
 import stat
@@ -14,7 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from at2seld_edge.errors import EdgeError
+from at2seld_edge.errors import EdgeError, ErrorKind
+
+BUNDLE_MANIFEST = "manifest.json"
+BUNDLE_FORMAT_FAMILY = "at2seld-edge.bundle/"  # every format version of a deployment bundle's manifest
 
 
 @contextmanager
@@ -79,10 +83,37 @@ def read_text_file(path: str | os.PathLike, kind: str = "file", max_bytes: int |
                         "as UTF-8") from None
 
 
-def check_output_dir(out: str | os.PathLike, is_ours: Callable[[Path], bool], what: str) -> None:
-    """Refuse, before any work, an output folder that cannot be written or holds something else
-    (`is_ours` tells an earlier output of the same stage, which may be replaced or resumed)."""
+def is_bundle(folder: Path) -> bool:
+    """A folder with a manifest.json of a deployment bundle's format (any version)."""
+    manifest = folder / BUNDLE_MANIFEST
+    try:
+        if not manifest.is_file() or manifest.stat().st_size > 16 << 20:
+            return False
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    return isinstance(data, dict) and isinstance(data.get("format"), str) and data["format"].startswith(
+        BUNDLE_FORMAT_FAMILY)
+
+
+def check_not_in_bundle(path: str | os.PathLike, may_be_bundle: bool = False) -> None:
+    """Refuse an output inside a bundle (or the bundle folder itself, unless `may_be_bundle`: the
+    bundle edge build replaces): a bundle holds only what its manifest lists, so a report written
+    there would make it fail its own integrity check. A usage error: the path alone is wrong."""
+    full = Path(path).resolve()
+    for folder in full.parents if may_be_bundle else (full, *full.parents):
+        if is_bundle(folder):
+            raise EdgeError(f"{path}: inside the bundle {folder}; a bundle holds only what its manifest lists: "
+                            "write outputs outside it", ErrorKind.USAGE)
+
+
+def check_output_dir(out: str | os.PathLike, is_ours: Callable[[Path], bool], what: str,
+                     may_be_bundle: bool = False) -> None:
+    """Refuse, before any work, an output folder that cannot be written, lies inside a bundle or
+    holds something else (`is_ours` tells an earlier output of the same stage, which may be
+    replaced or resumed; `may_be_bundle`: the output is a bundle, which may replace one)."""
     out = Path(out)
+    check_not_in_bundle(out, may_be_bundle)
     if out.exists() and not out.is_dir():
         raise EdgeError(f"{out}: exists and is not a folder; give another --out")
     if out.is_dir() and any(out.iterdir()) and not is_ours(out):
@@ -91,8 +122,10 @@ def check_output_dir(out: str | os.PathLike, is_ours: Callable[[Path], bool], wh
 
 
 def check_output_file(path: str | os.PathLike) -> None:
-    """Refuse an output file that is a folder or cannot be written, before any work."""
+    """Refuse an output file that is a folder, lies inside a bundle or cannot be written, before
+    any work."""
     path = Path(path)
+    check_not_in_bundle(path)
     if path.is_dir():
         raise EdgeError(f"{path}: is a folder; give a file name")
     check_writable_parent(path)

@@ -61,7 +61,7 @@ class BuildResult:
 def build(opts: BuildOptions, say: Say = print) -> BuildResult:
     plan = plan_build(opts, say)
     out = plan.out
-    check_output_dir(out, is_ours=lambda p: (p / "manifest.json").is_file(), what="bundle")
+    check_output_dir(out, is_ours=lambda p: (p / "manifest.json").is_file(), what="bundle", may_be_bundle=True)
     with output_lock(out, "edge build"):
         for stale in out.parent.glob(f".{out.name}.partial-*"):  # left by killed builds: nothing worth resuming
             shutil.rmtree(stale, ignore_errors=True)

@@ -25,21 +25,31 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 import at2seld_edge
 from at2seld_edge.config import format_validation_error
 from at2seld_edge.errors import EdgeError, ErrorKind
-from at2seld_edge.deploy.contract import check_contract
+from at2seld_edge.evaluation.agreement import tolerances as default_tolerances
+from at2seld_edge.deploy.contract import check_contract, runtime_problem
 from at2seld_edge.deploy.trt_check import TensorRTCheck
-from at2seld_edge.io import atomic_write_text, sha256_file
+from at2seld_edge.io import BUNDLE_FORMAT_FAMILY, BUNDLE_MANIFEST, atomic_write_text, sha256_file
 from at2seld_edge.options import Precision
 
-FORMAT = "at2seld-edge.bundle/2"
-MANIFEST = "manifest.json"
+FORMAT = f"{BUNDLE_FORMAT_FAMILY}2"
+MANIFEST = BUNDLE_MANIFEST
 
 
 MAX_MANIFEST_BYTES = 16 << 20
+MAX_JSON_DEPTH = 32  # a manifest nests 5 deep; this bounds what a tampered one makes a reader walk
 MAX_STATE_BYTES = 1 << 30  # a stream's state is ~100 kB; this bounds what a manifest makes a runtime allocate
+MAX_DIM = 2**31 - 1  # a tensor axis (TensorRT 8's dimensions are int32)
+MAX_WINDOW_SAMPLES = 1 << 27  # one inference's input: 93 min at 24 kHz, 2 GiB of 4-channel float32
+MAX_LABEL_HOP_S = 60.0
+INT64 = (-(2**63), 2**63 - 1)  # the integers a manifest may hold (what the C++ runtime reads)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+Dim = Annotated[int, Field(ge=1, le=MAX_DIM)]
+Samples = Annotated[int, Field(gt=0, le=MAX_WINDOW_SAMPLES)]
 
 
 def _plain_name(name: str) -> str:
@@ -56,7 +66,7 @@ FileName = Annotated[str, AfterValidator(_plain_name)]
 
 class TensorSpec(_Strict):
     name: str
-    shape: list[Annotated[int, Field(ge=1)] | str]  # a string is a dynamic axis
+    shape: list[Dim | str]  # a string is a dynamic axis
     dtype: Literal["float32", "float16", "int64", "int32"]
 
 
@@ -70,9 +80,9 @@ class Window(_Strict):
     `min_samples` and `max_samples` (TensorRT's optimization profile) when `dynamic_time`."""
 
     dynamic_time: bool
-    samples: int = Field(gt=0)  # the static length, or the profile's optimum
-    min_samples: int = Field(gt=0)
-    max_samples: int = Field(gt=0)
+    samples: Samples  # the static length, or the profile's optimum
+    min_samples: Samples
+    max_samples: Samples
 
     @model_validator(mode="after")
     def _ordered(self) -> "Window":
@@ -91,7 +101,7 @@ class StreamStateSpec(_Strict):
     name: str = Field(min_length=1)
     input: str = Field(min_length=1)
     output: str = Field(min_length=1)
-    shape: list[Annotated[int, Field(ge=1)]] = Field(min_length=1)
+    shape: list[Dim] = Field(min_length=1)
     dtype: Literal["float32"] = "float32"
 
     @property
@@ -109,10 +119,10 @@ class Stream(_Strict):
     the bundle's engine (same builder, version and GPU)."""
 
     graph: FileName
-    hop_samples: int = Field(gt=0)
-    lookahead_samples: int = Field(ge=0)
-    context_samples: int = Field(ge=0)
-    history_frames: int = Field(ge=1)
+    hop_samples: Samples
+    lookahead_samples: int = Field(ge=0, le=MAX_WINDOW_SAMPLES)
+    context_samples: int = Field(ge=0, le=MAX_WINDOW_SAMPLES)
+    history_frames: int = Field(ge=1, le=MAX_WINDOW_SAMPLES)
     states: list[StreamStateSpec] = Field(min_length=1)
     engine: FileName | None = None
 
@@ -169,8 +179,8 @@ class BundleManifest(_Strict):
     outputs: list[TensorSpec] = Field(min_length=2)
     sample_rate: int = Field(ge=8_000, le=192_000)
     channel_order: str
-    label_hop_s: float = Field(gt=0)
-    label_hop_samples: int = Field(gt=0)
+    label_hop_s: float = Field(gt=0, le=MAX_LABEL_HOP_S)
+    label_hop_samples: Samples
     window: Window
     causal: bool
     stream: Stream | None = None
@@ -213,6 +223,10 @@ class BundleManifest(_Strict):
             if len(out.shape) < 4 or out.shape[3] != len(self.class_names):
                 raise ValueError(f"output {out.name} has shape {out.shape}; its class axis (4th) must be "
                                  f"{len(self.class_names)}, the number of class_names")
+        missing = [k for k in default_tolerances(self.precision) if getattr(self.tolerances, k) is None]
+        if missing:
+            raise ValueError(f"tolerances: {', '.join(missing)} missing; the {self.precision} golden check judges "
+                             "by them")
         return self
 
     def named_files(self) -> list[str]:
@@ -299,6 +313,9 @@ def load_bundle(root: str | Path) -> Bundle:
     contract = check_contract(root, manifest)
     if contract:
         raise EdgeError(f"{root}: the manifest does not describe its files: " + "; ".join(contract), ErrorKind.CHECK)
+    unsupported = runtime_problem(manifest)
+    if unsupported:
+        raise EdgeError(f"{mpath}: {unsupported}")
     return Bundle(root, manifest)
 
 
@@ -308,8 +325,8 @@ def read_manifest(mpath: Path) -> BundleManifest:
     if mpath.stat().st_size > MAX_MANIFEST_BYTES:
         raise EdgeError(f"{mpath}: {mpath.stat().st_size:,} bytes; a manifest is a few kB (at most {MAX_MANIFEST_BYTES:,})")
     try:
-        data = json.loads(mpath.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        data = parse_json(mpath.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
         raise EdgeError(f"{mpath}: not readable JSON ({e})") from None
     if not isinstance(data, dict):
         raise EdgeError(f"{mpath}: not a manifest (a JSON object is expected)")
@@ -324,6 +341,44 @@ def read_manifest(mpath: Path) -> BundleManifest:
         raise EdgeError(f"{mpath}: made by at2seld-edge {manifest.toolkit_version}; this is "
                         f"{at2seld_edge.__version__} (a different major version); rebuild the bundle")
     return manifest
+
+
+def parse_json(text: str):
+    """Strict JSON as the C++ runtime reads it: no NaN or Infinity, integers of 64 bits, finite
+    floats, at most MAX_JSON_DEPTH nested containers; ValueError says which rule broke."""
+    try:
+        data = json.loads(text, parse_int=_int64, parse_float=_finite, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > MAX_JSON_DEPTH:
+                raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+            stack += [(v, depth + 1) for v in (value.values() if isinstance(value, dict) else value)]
+    return data
+
+
+def _shown(token: str) -> str:
+    return token if len(token) <= 24 else f"{token[:20]}... ({len(token):,} characters)"
+
+
+def _int64(token: str) -> int:
+    if len(token) > 20 or not INT64[0] <= int(token) <= INT64[1]:  # never int() a 5,000-digit string
+        raise ValueError(f"number {_shown(token)} is out of range")
+    return int(token)
+
+
+def _finite(token: str) -> float:
+    x = float(token)
+    if not math.isfinite(x):
+        raise ValueError(f"number {_shown(token)} is out of range")
+    return x
+
+
+def _no_constant(token: str):
+    raise ValueError(f"{token} is not a JSON number")
 
 
 def _file_problems(root: Path, manifest: BundleManifest) -> list[str]:

@@ -562,6 +562,7 @@ class TensorRTRunner:
     def __init__(self, engine_path: Path, layer_profiling: bool = False, builder: str = "tensorrt"):
         trt = tensorrt_module(builder)
         self.trt = trt
+        self.path = Path(engine_path)
         self.version = trt.__version__
         self.name = f"{builder} {self.version}"
         self.memory = _DeviceMemory()
@@ -604,8 +605,12 @@ class TensorRTRunner:
             mem.to_device(ptr, x)
             self.context.set_tensor_address(name, ptr)
         outs = {}
-        for name in self.outputs:
-            outs[name] = np.empty(tuple(self.context.get_tensor_shape(name)), dtype=self.dtypes[name])
+        for name in self.outputs:  # sized by the shape the context resolves for these inputs, not the manifest's
+            shape = tuple(self.context.get_tensor_shape(name))
+            if any(d < 0 for d in shape):
+                raise EdgeError(f"{self.path}: TensorRT gives output {name} the shape {shape} for these inputs; the "
+                                "runtime cannot size it", ErrorKind.CHECK)
+            outs[name] = np.empty(shape, dtype=self.dtypes[name])
             self.context.set_tensor_address(name, mem.buffer(name, max(outs[name].nbytes, 1)))
         if not self.context.execute_async_v3(mem.stream_handle):
             raise EdgeError("TensorRT execution failed", ErrorKind.CHECK)

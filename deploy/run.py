@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
@@ -52,6 +53,9 @@ def read_foa(path: Path, sample_rate: int, resample: bool, repair: bool = False,
     except Exception as e:
         raise EdgeError(f"{path}: not a readable audio file ({e})") from None
     audio = np.ascontiguousarray(data.T)
+    promised = promised_frames(info.extra_info)
+    if promised is not None and promised > audio.shape[1]:
+        warn(f"warning: {path}: truncated: its header promises {promised:,} samples, the file holds {audio.shape[1]:,}")
     bad = non_finite(audio)
     if bad is not None:
         if not repair:
@@ -63,6 +67,29 @@ def read_foa(path: Path, sample_rate: int, resample: bool, repair: bool = False,
 
         audio = resample_poly(audio, up, down, axis=1).astype(np.float32)
     return audio
+
+
+def promised_frames(log: str) -> int | None:
+    """The frames a file's header promised where libsndfile found fewer: its header log says
+    `data : 192000 (should be 190999)` (bytes) beside the block align (bytes per frame)."""
+    data = re.search(r"^data\s*:\s*(\d+)\s*\(should be \d+\)", log, re.M)
+    align = re.search(r"^\s*Block Align\s*:\s*(\d+)", log, re.M)
+    if data is None or align is None or int(align.group(1)) == 0:
+        return None
+    return int(data.group(1)) // int(align.group(1))
+
+
+def frames_warning(path: Path, samples: int, hop: int, sample_rate: int) -> str | None:
+    """What a recording loses to the label grid: all of it when shorter than one hop, else the
+    tail after its last whole hop (as the C++ at2seld-run says it)."""
+    hop_ms = 1000 * hop / sample_rate
+    if samples < hop:
+        return f"warning: {path}: {samples} samples, shorter than one {hop_ms:g} ms hop: no frames"
+    tail = samples % hop
+    if tail:
+        return (f"warning: {path}: its last {tail} samples ({1000 * tail / sample_rate:.1f} ms) are less than one "
+                f"{hop_ms:g} ms hop: dropped")
+    return None
 
 
 @dataclass
@@ -87,6 +114,9 @@ def run_file(runtime, wav: Path, opts: RunOptions, warn: Callable[[str], None] =
     out_csv, png, stream = opts.out_csv, opts.png, opts.stream
     check_output_file(out_csv)
     audio = read_foa(wav, m.sample_rate, opts.resample, opts.repair, warn)
+    short = frames_warning(wav, audio.shape[1], m.label_hop_samples, m.sample_rate)
+    if short is not None:
+        warn(short)
     if stream:
         probs, doa = stream_through(runtime, audio)
     else:
@@ -104,6 +134,8 @@ def stream_through(runtime, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     streamer = runtime.stream()
     hop = runtime.manifest.label_hop_samples
     parts = [streamer.push(audio[:, i: i + hop], final=i + hop >= audio.shape[1]) for i in range(0, audio.shape[1], hop)]
+    if not parts:  # no samples at all: no frames
+        parts = [streamer.push(audio, final=True)]
     return np.concatenate([p for p, _ in parts]), np.concatenate([d for _, d in parts])
 
 

@@ -39,13 +39,40 @@ class OnnxRuntimeSession:
         stream = bundle.manifest.stream
         if not threads and stream is not None and graph == stream.graph:
             threads = 1  # one hop is too little work to split: ONNX Runtime's thread hand-offs would cost more
-        self.session = ort_session(bundle.path(graph), device, threads=threads)
+        self.path = bundle.path(graph)
+        try:
+            self.session = ort_session(self.path, device, threads=threads)
+        except EdgeError:
+            raise
+        except Exception as e:  # onnxruntime's own error types: a graph it cannot load
+            raise EdgeError(f"{self.path}: ONNX Runtime cannot load it ({_one_line(e)})") from None
         self.provider = self.session.get_providers()[0]
         self.name = f"onnxruntime ({self.provider})"
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return dict(zip(self.output_names, self.session.run(self.output_names, feeds)))
+        try:
+            return dict(zip(self.output_names, self.session.run(self.output_names, feeds)))
+        except Exception as e:
+            raise EdgeError(f"{self.path}: ONNX Runtime failed to run it ({_one_line(e)})", ErrorKind.CHECK) from None
+
+
+def _one_line(e: Exception) -> str:
+    return " ".join(str(e).split())
+
+
+def check_outputs(out: dict[str, np.ndarray], expected: dict[str, tuple[int, ...]], graph: Path) -> None:
+    """Every output the runtime reads must have the shape the manifest gives for this input: a
+    graph that computes another (its declared shape a lie) is refused, never read by the
+    manifest's sizes (the C++ runtime checks the same, with the same message)."""
+    for name, shape in expected.items():
+        if name not in out:
+            raise EdgeError(f"{graph}: returned no output {name}", ErrorKind.CHECK)
+        if out[name].dtype != np.float32:
+            raise EdgeError(f"{graph}: output {name} came back as {out[name].dtype}, not float32", ErrorKind.CHECK)
+        if tuple(out[name].shape) != shape:
+            raise EdgeError(f"{graph}: output {name} came back with shape {tuple(out[name].shape)}; the manifest says "
+                            f"{shape}", ErrorKind.CHECK)
 
 
 def stream_engine_session(bundle: Bundle, builder: str) -> GraphSession:
@@ -126,7 +153,10 @@ class SeldRuntime:
             allowed = (f"{w.samples}" if not w.dynamic_time else
                        f"a multiple of {self.hop} in [{w.min_samples}, {w.max_samples}]")
             raise EdgeError(f"{self.bundle.root}: input of {n} samples; the bundle takes {allowed}", ErrorKind.USAGE)
-        return self.session.run({self.input_name: np.ascontiguousarray(audio, dtype=np.float32)})
+        out = self.session.run({self.input_name: np.ascontiguousarray(audio, dtype=np.float32)})
+        frames = (len(audio), n // self.hop, self.n_tracks, self.n_classes)
+        check_outputs(out, {"sed_logits": frames, "doa": (*frames, 3)}, self.bundle.path(self.manifest.model))
+        return out
 
     def predict(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """A whole clip (4, samples) -> SED probabilities (T, N, C) and DOA (T, N, C, 3): the clip's
@@ -135,8 +165,8 @@ class SeldRuntime:
         audio = self.check_audio(audio, "audio")
         w = self.manifest.window
         n_frames = audio.shape[1] // self.hop
-        probs = np.zeros((n_frames, self.n_tracks, self.n_classes), np.float32)
-        doa = np.zeros((n_frames, self.n_tracks, self.n_classes, 3), np.float32)
+        probs = np.zeros((0, self.n_tracks, self.n_classes), np.float32)
+        doa = np.zeros((0, self.n_tracks, self.n_classes, 3), np.float32)
         step = (w.max_samples if w.dynamic_time else w.samples) // self.hop
         for f0 in range(0, n_frames, step):
             f1 = min(f0 + step, n_frames)
@@ -145,7 +175,10 @@ class SeldRuntime:
                 chunk = np.pad(chunk, ((0, 0), (0, w.samples - chunk.shape[1])))
             elif chunk.shape[1] < w.min_samples:
                 chunk = np.pad(chunk, ((0, 0), (0, w.min_samples - chunk.shape[1])))
-            out = self.infer(chunk[None])
+            out = self.infer(chunk[None])  # outputs of the manifest's shapes (checked)
+            if f0 == 0:  # allocated once a real output has shown the manifest's tracks and classes are the graph's
+                probs = np.zeros((n_frames, self.n_tracks, self.n_classes), np.float32)
+                doa = np.zeros((n_frames, self.n_tracks, self.n_classes, 3), np.float32)
             probs[f0:f1] = _sigmoid(out["sed_logits"][0, : f1 - f0])
             doa[f0:f1] = out["doa"][0, : f1 - f0]
         return probs, doa
@@ -204,23 +237,28 @@ class Streamer:
         audio = self.rt.check_audio(audio, "stream")
         n = audio.shape[1]
         frames = (self.filled + n) // self.hop
-        probs = np.empty((frames, self.rt.n_tracks, self.rt.n_classes), np.float32)
-        doa = np.empty((frames, self.rt.n_tracks, self.rt.n_classes, 3), np.float32)
+        probs, doa = [np.zeros((0, self.rt.n_tracks, self.rt.n_classes), np.float32)], [
+            np.zeros((0, self.rt.n_tracks, self.rt.n_classes, 3), np.float32)]
         pos = 0
-        for k in range(frames):
+        for _ in range(frames):
             take = self.hop - self.filled
             self.pending[0, :, self.filled:] = audio[:, pos: pos + take]
             pos += take
             self.filled = 0
-            probs[k], doa[k] = self._hop()
+            p, d = self._hop()  # of the manifest's shapes (checked): no buffer is sized by the manifest first
+            probs.append(p[None])
+            doa.append(d[None])
         self.pending[0, :, self.filled: self.filled + n - pos] = audio[:, pos:]
         self.filled += n - pos
         if final:
             self.reset()
-        return probs, doa
+        return np.concatenate(probs), np.concatenate(doa)
 
     def _hop(self) -> tuple[np.ndarray, np.ndarray]:
         out = self.session.run(self.feeds)
+        frame = (1, 1, self.rt.n_tracks, self.rt.n_classes)
+        check_outputs(out, {"sed_logits": frame, "doa": (*frame, 3), **{x.output: tuple(x.shape) for x in self.spec.states}},
+                      self.rt.bundle.path(self.spec.graph))
         for x in self.spec.states:
             self.feeds[x.input] = out[x.output]
         return _sigmoid(out["sed_logits"][0, 0]), out["doa"][0, 0]

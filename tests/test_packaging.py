@@ -20,7 +20,7 @@ def test_every_subpackage_is_listed():
     found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "at2seld_edge").rglob("__init__.py")}
     for folder in ("compress", "deploy"):  # top-level folders that install as at2seld_edge.<folder>
         found |= {".".join(("at2seld_edge", *p.parent.relative_to(ROOT).parts))
-                  for p in (ROOT / folder).rglob("__init__.py") if "cpp" not in p.parts}
+                  for p in (ROOT / folder).rglob("__init__.py") if "cpp" not in p.relative_to(ROOT).parts}
     found |= {"at2seld_edge.devices", "at2seld_edge.profiles"}
     assert found == listed
     assert tool["package-dir"] == {"at2seld_edge": "at2seld_edge", "at2seld_edge.compress": "compress",

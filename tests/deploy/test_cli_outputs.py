@@ -109,3 +109,31 @@ def test_version(capsys):
 
     code, text = run(capsys, "--version")
     assert code == 0 and text == f"at2seld-edge {at2seld_edge.__version__}"
+
+
+@pytest.mark.parametrize("command", list(commands({"spec": "", "ckpt": "", "wav": "", "bundle": ""}, "")))
+def test_an_output_inside_a_bundle_is_refused_and_the_bundle_stays_whole(command, inputs, tmp_path, capsys):
+    """Issue 21: `edge bench --out` inside the bundle wrote there, and the bundle no longer
+    verified. Every command that writes refuses an output in a bundle: one line, exit 2."""
+    import shutil
+
+    from at2seld_edge.deploy.bundle import load_bundle
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(inputs["bundle"], bundle)
+    before = sorted(p.relative_to(bundle) for p in bundle.rglob("*"))
+    target = bundle / "profile" / ("x.csv" if command in FILE_OUTPUTS else "out")
+    code, text = run(capsys, *commands(inputs, str(target))[command])
+    assert code == 2 and "Traceback" not in text, text
+    assert text.endswith(f"error: {target}: inside the bundle {bundle.resolve()}; a bundle holds only what its manifest "
+                         "lists: write outputs outside it"), text
+    assert sorted(p.relative_to(bundle) for p in bundle.rglob("*")) == before
+    load_bundle(bundle)  # still whole
+
+
+def test_edge_build_may_replace_a_bundle_but_not_write_inside_one(inputs, tmp_path, capsys):
+    from at2seld_edge.io import check_output_dir
+
+    check_output_dir(inputs["bundle"], is_ours=lambda p: True, what="bundle", may_be_bundle=True)  # replaced whole
+    with pytest.raises(Exception, match="inside the bundle"):
+        check_output_dir(inputs["bundle"], is_ours=lambda p: True, what="bench report folder")

@@ -9,6 +9,7 @@ import sys
 import types
 from importlib import resources
 
+import numpy as np
 import pytest
 
 from at2seld_edge.deploy import engine as engine_mod
@@ -247,7 +248,7 @@ def test_tensorrt_builds_the_engine_graph_once_and_records_that_build(tmp_path, 
 
     def engine_build(onnx_path, engine_path, precision, *args, layer_info=None, **kw):
         engines.append(Path(onnx_path).name)
-        engine_path.write_bytes(b"\0" * 3_000_000)
+        engine_path.write_bytes(b"ftrt" + b"\0" * (3_000_000 - 4))  # begins as a serialized plan does
         layer_info.write_text("{}")
         return engine_path
 
@@ -268,3 +269,18 @@ def test_tensorrt_builds_the_engine_graph_once_and_records_that_build(tmp_path, 
     assert fp32["engine_bytes"] == (3_000_000 if build_engine else 2_000_000)
     assert f"{fp32['engine_bytes'] / 1e6:.1f} MB in {fp32['build_seconds']:.1f} s" in (out / "lint.md").read_text()
     assert len(hashed) == 1 and m.source_checkpoint_sha256  # the checkpoint is hashed once, by plan_build
+
+
+def test_the_tensorrt_runner_sizes_outputs_by_the_shape_the_context_resolves(tmp_path):
+    """An output the execution context cannot resolve for these inputs (-1 axes) is refused in one
+    line, as the C++ TensorRT backend refuses it, instead of sizing a buffer by a guess."""
+    from at2seld_edge.deploy.engine import TensorRTRunner
+
+    runner = object.__new__(TensorRTRunner)
+    runner.path, runner.inputs, runner.outputs = tmp_path / "model.engine", [], ["sed_logits"]
+    runner.dtypes, runner.memory = {"sed_logits": np.dtype(np.float32)}, None
+    runner.context = types.SimpleNamespace(get_tensor_shape=lambda name: (1, -1, 3, 8))
+    with pytest.raises(EdgeError) as e:
+        runner.run({})
+    assert str(e.value) == (f"{tmp_path / 'model.engine'}: TensorRT gives output sed_logits the shape (1, -1, 3, 8) for "
+                            "these inputs; the runtime cannot size it")

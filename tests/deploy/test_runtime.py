@@ -162,3 +162,89 @@ def test_absurd_sample_rates_are_refused_before_reading(fp32_bundle, tmp_path):
     wav = tmp_path / "r44100.wav"
     sf.write(str(wav), np.zeros((4410, 4), np.float32), 44100)
     assert read_foa(wav, 24000, resample=True).shape == (4, 2400)
+
+
+def declare_tracks(b, tracks: int) -> None:
+    """Every graph of bundle `b` (and its manifest and golden file) declares `tracks` tracks for
+    sed_logits and doa, whatever the graphs compute: a lie the loader cannot see."""
+    import json
+
+    import onnx
+
+    from tests.deploy.test_bundle_trust import rewrite
+
+    m = json.loads((b / "manifest.json").read_text())
+    graphs = [m["model"], m.get("fp16_model"), (m.get("stream") or {}).get("graph")]
+    for name in filter(None, graphs):
+        model = onnx.load(str(b / name))
+        for out in model.graph.output:
+            if out.name in ("sed_logits", "doa"):
+                out.type.tensor_type.shape.dim[2].dim_value = tracks
+        onnx.save(model, str(b / name))
+    outputs = m["outputs"]
+    outputs[0]["shape"][2] = outputs[1]["shape"][2] = tracks
+    with np.load(b / "golden.npz") as z:
+        golden = {k: z[k] for k in z.files}
+    n, t, _, c = golden["sed_logits"].shape
+    np.savez(b / "golden.npz", audio=golden["audio"], sed_logits=np.zeros((n, t, tracks, c), np.float32),
+             doa=np.zeros((n, t, tracks, c, 3), np.float32))
+    rewrite(b, outputs=outputs)
+
+
+def test_outputs_declared_with_more_tracks_than_computed_are_refused_not_read(fp32_bundle, tmp_path):
+    """Issue 21's `tracks_both`: graph and manifest both say 4 tracks, the graph computes 3."""
+    import shutil
+
+    from at2seld_edge.deploy.verify import verify
+
+    b = tmp_path / "b"
+    shutil.copytree(fp32_bundle, b)
+    declare_tracks(b, 4)
+    rt = SeldRuntime(b, "onnxruntime")  # graph and manifest agree: the lie shows only when it runs
+    want = f"{b / 'model.fp32.onnx'}: output sed_logits came back with shape (1, 2, 3, 8); the manifest says (1, 2, 4, 8)"
+    for call in (lambda: rt.predict(np.zeros((4, 4800), np.float32)), lambda: rt.infer(np.zeros((1, 4, 4800), np.float32))):
+        with pytest.raises(EdgeError) as e:
+            call()
+        assert str(e.value) == want
+    with pytest.raises(EdgeError, match=r"came back with shape \(1, 10, 3, 8\)"):
+        verify(rt)
+
+
+def test_a_stream_graph_declaring_more_tracks_is_refused_at_its_first_hop(causal_bundle, tmp_path):
+    import shutil
+
+    b = tmp_path / "b"
+    shutil.copytree(causal_bundle, b)
+    declare_tracks(b, 4)
+    stream = SeldRuntime(b, "onnxruntime").stream()
+    with pytest.raises(EdgeError) as e:
+        stream.push(np.zeros((4, 2400), np.float32))
+    assert str(e.value) == (f"{b / 'stream.onnx'}: output sed_logits came back with shape (1, 1, 3, 13); the manifest "
+                            "says (1, 1, 4, 13)")
+
+
+@pytest.mark.parametrize("samples, cut, expected", [
+    (1000, 0, ["1000 samples, shorter than one 100 ms hop: no frames"]),
+    (0, 0, ["0 samples, shorter than one 100 ms hop: no frames"]),
+    (7700, 0, ["its last 500 samples (20.8 ms) are less than one 100 ms hop: dropped"]),
+    (4800, 1001, ["truncated: its header promises 4,800 samples, the file holds 4,674",
+                  "its last 2274 samples (94.8 ms) are less than one 100 ms hop: dropped"]),
+    (4800, 0, []),
+])
+@pytest.mark.parametrize("stream", [False, True])
+def test_audio_the_label_grid_does_not_cover_whole_is_a_warning(causal_bundle, tmp_path, samples, cut, expected, stream):
+    """Short, ragged or truncated recordings run (whole hops only) and say what they lose, in the
+    words at2seld-run uses; a stream of no samples is no frames, not a traceback."""
+    import soundfile as sf
+
+    from at2seld_edge.deploy.run import RunOptions, run_file
+
+    wav = tmp_path / "clip.wav"
+    sf.write(str(wav), np.full((samples, 4), 0.01, np.float32), 24000, subtype="PCM_16")
+    if cut:
+        wav.write_bytes(wav.read_bytes()[:-cut])
+    warnings = []
+    result = run_file(SeldRuntime(causal_bundle, "onnxruntime"), wav, RunOptions(tmp_path / "x.csv", png=False,
+                                                                                stream=stream), warn=warnings.append)
+    assert warnings == [f"warning: {wav}: {w}" for w in expected]
+    assert result.n_frames == (samples - (cut + 7) // 8 if cut else samples) // 2400

@@ -3,6 +3,7 @@
 #include <sndfile.h>
 
 #include <cmath>
+#include <regex>
 
 #include "at2seld/runtime.hpp"
 #include "util.hpp"
@@ -23,6 +24,23 @@ std::string describe_non_finite(const float* audio, int64_t samples) {
   return format("%lld non-finite sample(s) (NaN or Inf), the first at sample %lld of channel %lld",
                 static_cast<long long>(count), static_cast<long long>(first), static_cast<long long>(channel));
 }
+
+namespace {
+
+// The frames a file's header promised where libsndfile found fewer (run.py's promised_frames):
+// its header log says `data : 192000 (should be 190999)` (bytes) beside the block align (bytes
+// per frame); -1 when it says nothing of the kind.
+int64_t promised_frames(SNDFILE* file) {
+  char log[4096] = {};
+  sf_command(file, SFC_GET_LOG_INFO, log, sizeof log);
+  static const std::regex data(R"((^|\n)data\s*:\s*([0-9]{1,18})\s*\(should be [0-9]+\))"),
+      align(R"((^|\n)\s*Block Align\s*:\s*([0-9]{1,9}))");
+  std::cmatch d, b;
+  if (!std::regex_search(log, d, data) || !std::regex_search(log, b, align) || std::stoll(b[2].str()) == 0) return -1;
+  return std::stoll(d[2].str()) / std::stoll(b[2].str());
+}
+
+}  // namespace
 
 }  // namespace detail
 
@@ -54,6 +72,12 @@ Audio read_foa(const std::filesystem::path& path, int64_t sample_rate, bool repa
     throw Error(path.string() + ": not a readable audio file (" + sf_strerror(file) + ")");
   }
   Audio a;
+  int64_t promised = detail::promised_frames(file);
+  if (promised > got) {
+    a.warnings.push_back("warning: " + path.string() + ": truncated: its header promises " +
+                         detail::thousands(static_cast<uintmax_t>(promised)) + " samples, the file holds " +
+                         detail::thousands(static_cast<uintmax_t>(got)));
+  }
   a.samples = got;
   a.data.resize(static_cast<size_t>(got) * 4);
   for (sf_count_t i = 0; i < got; ++i) {
@@ -62,7 +86,7 @@ Audio read_foa(const std::filesystem::path& path, int64_t sample_rate, bool repa
   std::string bad = detail::describe_non_finite(a.data.data(), a.samples);
   if (!bad.empty()) {
     if (!repair) throw Error(path.string() + ": " + bad + "; add --repair to set them to 0");
-    a.warning = "warning: " + path.string() + ": " + bad + ", set to 0 (--repair)";
+    a.warnings.push_back("warning: " + path.string() + ": " + bad + ", set to 0 (--repair)");
     for (float& x : a.data) x = std::isfinite(x) ? x : 0.0f;
   }
   return a;

@@ -59,7 +59,7 @@ class OnnxRuntimeSession final : public GraphSession {
       }
       session_ = Ort::Session(env(), path_.c_str(), so);
     } catch (const Ort::Exception& e) {
-      throw Error(path_.string() + ": ONNX Runtime cannot load it (" + e.what() + ")");
+      throw Error(path_.string() + ": ONNX Runtime cannot load it (" + one_line(e.what()) + ")");
     }
     name_ = "onnxruntime (" + provider + ")";
     Ort::AllocatorWithDefaultOptions alloc;
@@ -84,11 +84,18 @@ class OnnxRuntimeSession final : public GraphSession {
       got = session_.Run(run_options_, names.data(), values.data(), values.size(), output_names_.data(),
                          output_names_.size());
     } catch (const Ort::Exception& e) {
-      throw Error(path_.string() + ": ONNX Runtime failed to run it (" + e.what() + ")", ErrorKind::Check);
+      throw Error(path_.string() + ": ONNX Runtime failed to run it (" + one_line(e.what()) + ")", ErrorKind::Check);
     }
+    // Each output is copied by the type and element count of the tensor ONNX Runtime returned,
+    // never by what the graph or the manifest declares.
     std::map<std::string, Tensor> out;
     for (size_t i = 0; i < got.size(); ++i) {
+      if (!got[i].IsTensor()) throw Error(path_.string() + ": output " + outputs_[i] + " is not a tensor", ErrorKind::Check);
       auto info = got[i].GetTensorTypeAndShapeInfo();
+      if (info.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
+        throw Error(format("%s: output %s came back as element type %d, not float32", path_.c_str(), outputs_[i].c_str(),
+                           static_cast<int>(info.GetElementType())), ErrorKind::Check);
+      }
       const float* data = got[i].GetTensorData<float>();
       out[outputs_[i]] = Tensor{info.GetShape(), std::vector<float>(data, data + info.GetElementCount())};
     }

@@ -122,18 +122,30 @@ class TensorRTSession final : public GraphSession {
       std::memcpy(b.host.get(), f.data, n * sizeof(float));
       cuda_check(cudaMemcpyAsync(b.device.get(), b.host.get(), n * sizeof(float), cudaMemcpyHostToDevice, stream_),
                  "copy to device");
-      context_->setTensorAddress(f.name.c_str(), b.device.get());
+      if (!context_->setTensorAddress(f.name.c_str(), b.device.get())) {
+        throw Error(path_.string() + ": the engine has no input " + f.name, ErrorKind::Check);
+      }
     }
+    // Each output buffer is sized by the shape the execution context resolves for these inputs,
+    // never by what the manifest declares; one it cannot resolve is refused.
     std::map<std::string, Tensor> out;
     for (const std::string& name : outputs_) {
       nvinfer1::Dims dims = context_->getTensorShape(name.c_str());
       Tensor& o = out[name];
-      for (int k = 0; k < dims.nbDims; ++k) o.shape.push_back(dims.d[k]);
-      size_t n = 1;
-      for (int64_t d : o.shape) n *= static_cast<size_t>(d);
-      o.data.resize(n);
+      double n = 1;
+      bool unresolved = dims.nbDims < 0;  // -1 axes: data-dependent, or the inputs did not fix them
+      for (int k = 0; k < dims.nbDims; ++k) {
+        o.shape.push_back(dims.d[k]);
+        unresolved = unresolved || dims.d[k] < 0;
+        n *= static_cast<double>(dims.d[k]);
+      }
+      if (unresolved || n * sizeof(float) > static_cast<double>(size_t{1} << 40)) {
+        throw Error(path_.string() + ": TensorRT gives output " + name + " the shape " + shape_text(o.shape) +
+                    " for these inputs; the runtime cannot size it", ErrorKind::Check);
+      }
+      o.data.resize(static_cast<size_t>(n));
       Buffer& b = buffers_[name];
-      b.reserve(std::max<size_t>(n * sizeof(float), 1));
+      b.reserve(std::max<size_t>(o.data.size() * sizeof(float), 1));
       context_->setTensorAddress(name.c_str(), b.device.get());
     }
     if (!context_->enqueueV3(stream_)) throw Error("TensorRT execution failed", ErrorKind::Check);

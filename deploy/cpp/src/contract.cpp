@@ -2,6 +2,7 @@
 
 #include <onnx/onnx_pb.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <set>
@@ -15,6 +16,12 @@ namespace at2seld::detail {
 namespace {
 
 const std::map<std::string, int> kOnnxDtypes = {{"float32", 1}, {"float16", 10}, {"int64", 7}, {"int32", 6}};
+constexpr double kMaxGoldenBytes = double(uint64_t{1} << 30);  // contract.py MAX_GOLDEN_BYTES
+// contract.py ENGINE_TAGS: the tags a serialized TensorRT plan begins with (TensorRT-RTX 1.7's
+// serializer writes these three; the format is not documented). A TensorRT-RTX plan records its
+// own size at byte 16.
+const std::vector<std::string> kEngineTags = {"ftrt", "vtrt", "qtrt"};
+const std::map<std::string, std::string> kEngineTitles = {{"tensorrt", "TensorRT"}, {"tensorrt-rtx", "TensorRT-RTX"}};
 
 std::string py_list(const std::vector<std::string>& names) {
   std::string out = "[";
@@ -89,6 +96,24 @@ GraphContract stream_contract(const Manifest& m) {
   return c;
 }
 
+// The first node outside ONNX's own domains, subgraphs (If, Loop, Scan bodies) included, in
+// contract.py's order; nullptr when every operator is standard.
+const onnx::NodeProto* custom_node(const onnx::GraphProto& graph) {
+  std::vector<const onnx::GraphProto*> stack = {&graph};
+  while (!stack.empty()) {
+    const onnx::GraphProto* g = stack.back();
+    stack.pop_back();
+    for (const auto& n : g->node()) {
+      if (!n.domain().empty() && n.domain() != "ai.onnx") return &n;
+      for (const auto& a : n.attribute()) {
+        if (a.type() == onnx::AttributeProto::GRAPH) stack.push_back(&a.g());
+        for (const auto& sub : a.graphs()) stack.push_back(&sub);
+      }
+    }
+  }
+  return nullptr;
+}
+
 std::vector<std::string> graph_problems(const fs::path& root, const std::string& name, const GraphContract& c) {
   onnx::ModelProto model;
   std::ifstream in(root / name, std::ios::binary);
@@ -100,6 +125,10 @@ std::vector<std::string> graph_problems(const fs::path& root, const std::string&
       return {name + ": its weights point to external data files; a bundle's graphs hold their own weights"};
     }
     init.insert(t.name());
+  }
+  if (const onnx::NodeProto* n = custom_node(g)) {
+    return {name + ": node " + py_repr(n->name()) + " is the custom operator " + n->domain() + "::" + n->op_type() +
+            "; a bundle's graphs use standard ONNX operators only"};
   }
   std::vector<const onnx::ValueInfoProto*> inputs, outputs;
   for (const auto& v : g.input()) {
@@ -137,6 +166,16 @@ std::vector<std::string> golden_problems(const fs::path& path, const Manifest& m
   for (const auto& [key, a] : arrays) {
     if (a.dtype == "object") return {name + ": not a golden file: it holds pickled objects (refused)"};
   }
+  double zip_bytes = 0, npy_bytes = 0;  // what the headers declare, before any data is read
+  for (const auto& [key, a] : arrays) {
+    zip_bytes += static_cast<double>(a.zip_bytes);
+    npy_bytes += a.bytes();
+  }
+  if (std::max(zip_bytes, npy_bytes) > kMaxGoldenBytes) {
+    double declared = std::min(std::max(zip_bytes, npy_bytes), 1.8e19);  // printable as an integer
+    return {name + ": its arrays hold " + thousands(static_cast<uintmax_t>(declared)) + " bytes; a golden file holds "
+            "at most " + thousands(static_cast<uintmax_t>(kMaxGoldenBytes))};
+  }
   const NpyArray& audio = arrays["audio"];
   if (audio.dtype != "float32" || audio.shape.size() != 3 || audio.shape[1] != 4 || audio.shape[0] == 0) {
     return {name + ": audio is " + audio.dtype + " " + audio.shape_text() + ", expected float32 (inputs, 4, samples)"};
@@ -172,16 +211,42 @@ std::vector<std::string> golden_problems(const fs::path& path, const Manifest& m
   return problems;
 }
 
+// An engine entry must name a serialized plan (its tag; for TensorRT-RTX its recorded size), not
+// any file renamed (contract.py's _engine_problems).
+std::vector<std::string> engine_problems(const fs::path& root, const Manifest& m) {
+  if (!m.engine) return {};
+  const std::string& title = kEngineTitles.at(m.engine->builder);
+  std::vector<std::string> names = {m.engine->file}, problems;
+  if (m.stream && m.stream->engine) names.push_back(*m.stream->engine);
+  for (const std::string& name : names) {
+    std::ifstream in(root / name, std::ios::binary);
+    unsigned char head[24] = {};
+    in.read(reinterpret_cast<char*>(head), sizeof head);
+    const auto got = in.gcount();
+    std::error_code ec;
+    const uintmax_t size = fs::file_size(root / name, ec);
+    uint64_t recorded = 0;
+    for (int k = 7; k >= 0; --k) recorded = (recorded << 8) | head[16 + k];  // little-endian
+    const std::string tag(reinterpret_cast<const char*>(head), 4);
+    if (got < 24 || std::find(kEngineTags.begin(), kEngineTags.end(), tag) == kEngineTags.end()) {
+      problems.push_back(name + ": not a " + title + " engine (a serialized plan begins with the tag ftrt, vtrt or qtrt)");
+    } else if (m.engine->builder == "tensorrt-rtx" && recorded != size) {
+      problems.push_back(name + ": not a whole " + title + " engine (its header records " + thousands(recorded) +
+                         " bytes, the file holds " + thousands(size) + ")");
+    }
+  }
+  return problems;
+}
+
 }  // namespace
 
 std::vector<std::string> contract_problems(const fs::path& root, const Manifest& m) {
   auto problems = graph_problems(root, m.model, GraphContract{m.inputs, m.outputs, m.precision});
-  if (m.stream) {
-    auto more = graph_problems(root, m.stream->graph, stream_contract(m));
-    problems.insert(problems.end(), more.begin(), more.end());
-  }
-  auto golden = golden_problems(root / m.golden, m);
-  problems.insert(problems.end(), golden.begin(), golden.end());
+  auto add = [&](const std::vector<std::string>& more) { problems.insert(problems.end(), more.begin(), more.end()); };
+  if (m.fp16_model) add(graph_problems(root, *m.fp16_model, GraphContract{m.inputs, m.outputs, ""}));
+  if (m.stream) add(graph_problems(root, m.stream->graph, stream_contract(m)));
+  add(engine_problems(root, m));
+  add(golden_problems(root / m.golden, m));
   return problems;
 }
 

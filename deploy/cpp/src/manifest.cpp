@@ -40,8 +40,8 @@ std::string major(const std::string& version) {
 json read_json(const fs::path& mpath) {
   std::string text = read_text(mpath);
   try {
-    return json::parse(text);
-  } catch (const json::exception& e) {
+    return parse_json(text);
+  } catch (const std::exception& e) {
     throw Error(mpath.string() + ": not readable JSON (" + e.what() + ")");
   }
 }
@@ -101,6 +101,7 @@ Manifest from_json(const json& j) {
     m.engine = EngineInfo{e.at("file"), e.value("builder", "tensorrt"), e.at("tensorrt_version"), e.at("gpu_name"),
                           e.at("compute_capability")};
   }
+  if (j.contains("fp16_model") && j.at("fp16_model").is_string()) m.fp16_model = j.at("fp16_model").get<std::string>();
   return m;
 }
 
@@ -195,6 +196,21 @@ std::string stream_problem(const StreamSpec& s) {
   return "";
 }
 
+// The tolerances the precision's golden check judges by (evaluation/agreement.py's tolerances())
+// that the manifest leaves out, comma-separated, or "".
+std::string missing_tolerances(const Manifest& m) {
+  static const std::map<std::string, std::vector<std::string>> required = {
+      {"fp32", {"max_abs_logit", "max_abs_doa"}},
+      {"fp16", {"min_decision_agreement", "max_mean_doa_error_deg", "max_p95_doa_error_deg"}},
+      {"int8", {"min_decision_agreement", "max_mean_doa_error_deg", "max_p95_doa_error_deg"}},
+      {"best", {"min_decision_agreement", "max_mean_doa_error_deg", "max_p95_doa_error_deg"}}};
+  std::string missing;
+  for (const std::string& key : required.at(m.precision)) {
+    if (!m.tolerances.at(key)) missing += (missing.empty() ? "" : ", ") + key;
+  }
+  return missing;
+}
+
 // The pydantic model validators of Window, Stream and BundleManifest (run once the fields are valid).
 std::vector<std::string> validator_problems(const Manifest& m, const std::vector<std::string>& field_problems) {
   const Window& w = m.window;
@@ -244,11 +260,16 @@ std::vector<std::string> validator_problems(const Manifest& m, const std::vector
                      out.name.c_str(), shape.c_str(), m.class_names.size())};
     }
   }
+  std::string missing = missing_tolerances(m);
+  if (!missing.empty()) {
+    return {"tolerances: " + missing + " missing; the " + m.precision + " golden check judges by them"};
+  }
   return {};
 }
 
-// What this runtime relies on beyond the Python checks: outputs sed_logits (1, frames, tracks,
-// classes) and doa (1, frames, tracks, classes, 3) with a fixed number of tracks, one input.
+// What both runtimes rely on beyond the contract (contract.py's runtime_problem): outputs
+// sed_logits (1, frames, tracks, classes) and doa (1, frames, tracks, classes, 3) with a fixed
+// number of tracks, one input.
 std::string runtime_problem(const Manifest& m) {
   auto find = [&](const char* name) -> const TensorSpec* {
     for (const TensorSpec& t : m.outputs) {

@@ -38,6 +38,29 @@ Backend choose_backend(const Manifest& m, Backend wanted) {
   return wanted;
 }
 
+// Every output the runtime reads must have the shape the manifest gives for this input: the
+// reads below are sized by it, so a graph computing another shape (its declared one a lie) is
+// refused here, never read past (runtime.py's check_outputs, with its messages).
+void check_outputs(const std::map<std::string, Tensor>& out,
+                   const std::vector<std::pair<std::string, std::vector<int64_t>>>& expected, const fs::path& graph) {
+  for (const auto& [name, shape] : expected) {
+    auto it = out.find(name);
+    if (it == out.end()) throw Error(graph.string() + ": returned no output " + name, ErrorKind::Check);
+    const Tensor& t = it->second;
+    double n = 1;  // in double: a forged shape cannot overflow it
+    for (int64_t d : shape) n *= static_cast<double>(d);
+    if (t.shape != shape || static_cast<double>(t.data.size()) != n) {
+      throw Error(graph.string() + ": output " + name + " came back with shape " + shape_text(t.shape) +
+                  "; the manifest says " + shape_text(shape), ErrorKind::Check);
+    }
+  }
+}
+
+// sed_logits (1, frames, tracks, classes) and doa (1, frames, tracks, classes, 3).
+std::vector<std::pair<std::string, std::vector<int64_t>>> frame_outputs(int64_t frames, int64_t tracks, int64_t classes) {
+  return {{"sed_logits", {1, frames, tracks, classes}}, {"doa", {1, frames, tracks, classes, 3}}};
+}
+
 }  // namespace
 }  // namespace detail
 
@@ -53,6 +76,7 @@ struct Runtime::Impl {
 // One stream: the stream graph's session, the state (by graph input name, fixed sizes), the
 // partial hop (planar, 4 x hop) and the next frame's number.
 struct Streamer::Impl {
+  fs::path root;
   std::unique_ptr<detail::GraphSession> session;
   StreamSpec spec;
   std::vector<float> thresholds;
@@ -82,13 +106,13 @@ struct Streamer::Impl {
     std::vector<detail::Feed> feeds = {{"audio", {1, 4, spec.hop_samples}, pending.data()}};
     for (const StreamState& x : spec.states) feeds.push_back({x.input, x.shape, state[x.input].data()});
     auto out = session->run(feeds);
-    for (const StreamState& x : spec.states) {
-      std::vector<float>& next = out.at(x.output).data;
-      if (static_cast<int64_t>(next.size()) != x.elements()) {
-        throw Error(spec.graph + ": state " + x.output + " came back with " + std::to_string(next.size()) +
-                    " values, the manifest says " + std::to_string(x.elements()), ErrorKind::Check);
-      }
-      state[x.input].swap(next);
+    auto expected = detail::frame_outputs(1, tracks, classes);
+    for (const StreamState& x : spec.states) expected.emplace_back(x.output, x.shape);
+    detail::check_outputs(out, expected, root / spec.graph);
+    for (const StreamState& x : spec.states) state[x.input].swap(out.at(x.output).data);
+    if (k == 0) {  // allocated once a real output has shown the manifest's tracks and classes are the graph's
+      p.probabilities.resize(static_cast<size_t>(p.frames * NC));
+      p.doa.resize(static_cast<size_t>(p.frames * NC * 3));
     }
     const std::vector<float>& logits = out.at("sed_logits").data;
     const std::vector<float>& doa = out.at("doa").data;
@@ -140,7 +164,9 @@ std::map<std::string, Tensor> Runtime::infer(const float* audio, int64_t samples
     throw Error(impl_->root.string() + ": input of " + std::to_string(samples) + " samples; the bundle takes " + allowed,
                 ErrorKind::Usage);
   }
-  return impl_->session->run({{m.inputs[0].name, {1, 4, samples}, audio}});
+  auto out = impl_->session->run({{m.inputs[0].name, {1, 4, samples}, audio}});
+  detail::check_outputs(out, detail::frame_outputs(samples / hop, impl_->tracks, impl_->classes), impl_->root / m.model);
+  return out;
 }
 
 Prediction Runtime::predict(const float* audio, int64_t samples) {
@@ -153,8 +179,6 @@ Prediction Runtime::predict(const float* audio, int64_t samples) {
   p.frames = samples / hop;
   p.tracks = impl_->tracks;
   p.classes = impl_->classes;
-  p.probabilities.assign(static_cast<size_t>(p.frames * N * C), 0.0f);
-  p.doa.assign(static_cast<size_t>(p.frames * N * C * 3), 0.0f);
   const int64_t step = (w.dynamic_time ? w.max_samples : w.samples) / hop;
   std::vector<float> chunk;
   for (int64_t f0 = 0; f0 < p.frames; f0 += step) {
@@ -165,7 +189,11 @@ Prediction Runtime::predict(const float* audio, int64_t samples) {
     for (int64_t c = 0; c < 4; ++c) {
       std::copy(audio + c * samples + f0 * hop, audio + c * samples + f0 * hop + n, chunk.begin() + c * length);
     }
-    auto out = infer(chunk.data(), length);
+    auto out = infer(chunk.data(), length);  // its outputs have the manifest's shapes (checked)
+    if (f0 == 0) {  // allocated once a real output has shown the manifest's tracks and classes are the graph's
+      p.probabilities.assign(static_cast<size_t>(p.frames * N * C), 0.0f);
+      p.doa.assign(static_cast<size_t>(p.frames * N * C * 3), 0.0f);
+    }
     const std::vector<float>& logits = out.at("sed_logits").data;
     const std::vector<float>& doa = out.at("doa").data;
     for (int64_t i = 0; i < (f1 - f0) * N * C; ++i) {
@@ -189,6 +217,7 @@ Streamer Runtime::stream() {
   if (options.intra_op_threads == 0) options.intra_op_threads = 1;  // one hop is too little work to split
   detail::SessionRequest request{impl_->root, m, m.stream->graph, options};
   impl->session = detail::backend_registry().at(impl_->backend)(request);
+  impl->root = impl_->root;
   impl->spec = *m.stream;
   impl->thresholds = m.thresholds;
   impl->tracks = impl_->tracks;
@@ -210,15 +239,13 @@ StreamFrames Streamer::push(const float* audio, int64_t samples, bool final) {
   std::string bad = detail::describe_non_finite(audio, samples);
   if (!bad.empty()) throw Error("stream: " + bad + "; `edge run --repair` zeros them");
   Impl& s = *impl_;
-  const int64_t hop = s.spec.hop_samples, N = s.tracks, C = s.classes;
+  const int64_t hop = s.spec.hop_samples;
   StreamFrames out;
   out.first_frame = s.next_frame;
   Prediction& p = out.frames;
   p.frames = (s.filled + samples) / hop;
   p.tracks = s.tracks;
   p.classes = s.classes;
-  p.probabilities.resize(static_cast<size_t>(p.frames * N * C));
-  p.doa.resize(static_cast<size_t>(p.frames * N * C * 3));
   int64_t pos = 0;
   for (int64_t k = 0; k < p.frames; ++k) {
     s.take(audio, samples, pos, hop - s.filled);

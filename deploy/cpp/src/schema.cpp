@@ -1,7 +1,9 @@
 #include "schema.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <regex>
+#include <stdexcept>
 
 #include "util.hpp"
 
@@ -86,11 +88,18 @@ struct Checker {
       case Kind::Bool:
         if (!v.is_boolean()) return fail(loc, "Input should be a valid boolean", v);
         return;
-      case Kind::Dim:  // int >= 1 | str: a fixed size or a named dynamic axis
+      case Kind::Dim: {  // 1 <= int <= kMaxDim | str: a fixed size or a named dynamic axis
         if (v.is_string()) return;
         if (!v.is_number_integer()) return fail(loc, "Input should be a valid integer or string", v);
-        if (v.get<long long>() < 1) return fail(loc + ".int", "Input should be greater than or equal to 1", v);
+        const long long x = v.get<long long>();
+        const std::string why = x < 1 ? "greater than or equal to 1"
+                                : x > kMaxDim ? "less than or equal to " + std::to_string(kMaxDim) : "";
+        if (!why.empty()) {  // pydantic reports both members of the union
+          fail(loc + ".constrained-int", "Input should be " + why, v);
+          fail(loc + ".str", "Input should be a valid string", v);
+        }
         return;
+      }
       case Kind::Obj:
         return object(v, *r.nested, loc);
       case Kind::List:
@@ -183,7 +192,65 @@ Rule map(const char* key, Kind element, const Schema* nested = nullptr) {
   return r;
 }
 
+// A number's text as the messages show it: long ones cut (a tampered manifest's 5,000 digits).
+std::string shown_token(const std::string& token) {
+  if (token.size() <= 24) return token;
+  return token.substr(0, 20) + "... (" + thousands(token.size()) + " characters)";
+}
+
+// nlohmann's DOM parser behind a SAX filter: depth, 64-bit integers and finite numbers checked
+// as the document streams in, so nothing out of bounds is ever built.
+class BoundedSax {
+ public:
+  explicit BoundedSax(nlohmann::json& out) : dom_(out, false) {}
+  std::string error;
+
+  bool null() { return dom_.null(); }
+  bool boolean(bool v) { return dom_.boolean(v); }
+  bool number_integer(nlohmann::json::number_integer_t v) { return dom_.number_integer(v); }
+  bool number_unsigned(nlohmann::json::number_unsigned_t v) {
+    if (v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) return out_of_range(std::to_string(v));
+    return dom_.number_unsigned(v);
+  }
+  bool number_float(nlohmann::json::number_float_t v, const std::string& token) {
+    // an integer too long for 64 bits arrives here as a double: refused, as Python's parse_int does
+    if (token.find_first_of(".eE") == std::string::npos) return out_of_range(token);
+    return dom_.number_float(v, token);
+  }
+  bool string(std::string& v) { return dom_.string(v); }
+  bool binary(nlohmann::json::binary_t& v) { return dom_.binary(v); }
+  bool key(std::string& k) { return dom_.key(k); }
+  bool start_object(std::size_t n) { return deeper() && dom_.start_object(n); }
+  bool end_object() { --depth_; return dom_.end_object(); }
+  bool start_array(std::size_t n) { return deeper() && dom_.start_array(n); }
+  bool end_array() { --depth_; return dom_.end_array(); }
+  bool parse_error(std::size_t, const std::string& token, const nlohmann::detail::exception& e) {
+    error = e.id == 406 ? "number " + shown_token(token) + " is out of range" : e.what();  // 406: overflow
+    return false;
+  }
+
+ private:
+  bool deeper() {
+    if (++depth_ <= kMaxJsonDepth) return true;
+    error = "nested deeper than " + std::to_string(kMaxJsonDepth) + " levels";
+    return false;
+  }
+  bool out_of_range(const std::string& token) {
+    error = "number " + shown_token(token) + " is out of range";
+    return false;
+  }
+  nlohmann::detail::json_sax_dom_parser<nlohmann::json> dom_;
+  int depth_ = 0;
+};
+
 }  // namespace
+
+nlohmann::json parse_json(const std::string& text) {
+  nlohmann::json out;
+  BoundedSax sax(out);
+  if (!nlohmann::json::sax_parse(text, &sax)) throw std::invalid_argument(sax.error);
+  return out;
+}
 
 std::vector<std::string> validate(const nlohmann::json& doc, const Schema& schema) {
   Checker c;
@@ -212,27 +279,32 @@ const Schema& manifest_schema() {
     sha.pattern = "^[0-9a-f]{64}$";
     return Schema{sha, bound(field("bytes", Kind::Int), B::Ge, 0, "0")};
   }();
-  static const Schema window = {field("dynamic_time", Kind::Bool), bound(field("samples", Kind::Int), B::Gt, 0, "0"),
-                                bound(field("min_samples", Kind::Int), B::Gt, 0, "0"),
-                                bound(field("max_samples", Kind::Int), B::Gt, 0, "0")};
+  const double most = static_cast<double>(kMaxWindowSamples);
+  const char* most_text = "134217728";  // kMaxWindowSamples
+  auto samples = [&](const char* key, B::Op low, double low_value, const char* low_text) {
+    return bound(bound(field(key, Kind::Int), low, low_value, low_text), B::Le, most, most_text);
+  };
+  static const Schema window = {field("dynamic_time", Kind::Bool), samples("samples", B::Gt, 0, "0"),
+                                samples("min_samples", B::Gt, 0, "0"), samples("max_samples", B::Gt, 0, "0")};
   static const Schema state = {min_length(field("name", Kind::Str), 1), min_length(field("input", Kind::Str), 1),
                                min_length(field("output", Kind::Str), 1),
-                               bound(list("shape", Kind::Int, nullptr, 1), B::Ge, 1, "1"),
+                               bound(bound(list("shape", Kind::Int, nullptr, 1), B::Ge, 1, "1"), B::Le,
+                                     static_cast<double>(kMaxDim), "2147483647"),
                                optional(literal("dtype", {"float32"}), false)};
-  static const Schema stream = {file_name("graph"), bound(field("hop_samples", Kind::Int), B::Gt, 0, "0"),
-                                bound(field("lookahead_samples", Kind::Int), B::Ge, 0, "0"),
-                                bound(field("context_samples", Kind::Int), B::Ge, 0, "0"),
-                                bound(field("history_frames", Kind::Int), B::Ge, 1, "1"),
-                                list("states", Kind::Obj, &state, 1), optional(file_name("engine"))};
+  static const Schema stream = {file_name("graph"), samples("hop_samples", B::Gt, 0, "0"),
+                                samples("lookahead_samples", B::Ge, 0, "0"), samples("context_samples", B::Ge, 0, "0"),
+                                samples("history_frames", B::Ge, 1, "1"), list("states", Kind::Obj, &state, 1),
+                                optional(file_name("engine"))};
   auto tolerance = [](const char* key, B::Op low, double low_value, const char* low_text, double high,
                       const char* high_text) {
     return optional(bound(bound(field(key, Kind::Num), low, low_value, low_text), B::Le, high, high_text));
   };
-  static const Schema tolerances = {tolerance("max_abs_logit", B::Gt, 0, "0", 1.0, "1.0"),
-                                    tolerance("max_abs_doa", B::Gt, 0, "0", 1.0, "1.0"),
-                                    tolerance("min_decision_agreement", B::Ge, 0.5, "0.5", 1.0, "1.0"),
-                                    tolerance("max_mean_doa_error_deg", B::Gt, 0, "0", 30.0, "30.0"),
-                                    tolerance("max_p95_doa_error_deg", B::Gt, 0, "0", 60.0, "60.0")};
+  // the bounds' text as pydantic prints them (1.0 as 1)
+  static const Schema tolerances = {tolerance("max_abs_logit", B::Gt, 0, "0", 1.0, "1"),
+                                    tolerance("max_abs_doa", B::Gt, 0, "0", 1.0, "1"),
+                                    tolerance("min_decision_agreement", B::Ge, 0.5, "0.5", 1.0, "1"),
+                                    tolerance("max_mean_doa_error_deg", B::Gt, 0, "0", 30.0, "30"),
+                                    tolerance("max_p95_doa_error_deg", B::Gt, 0, "0", 60.0, "60")};
   static const Schema engine = {file_name("file"), optional(literal("builder", {"tensorrt", "tensorrt-rtx"}), false),
                                 field("tensorrt_version", Kind::Str), field("gpu_name", Kind::Str),
                                 field("compute_capability", Kind::Str),
@@ -256,8 +328,9 @@ const Schema& manifest_schema() {
                   literal("precision", {"fp32", "fp16", "int8", "best"}), file_name("model"),
                   list("inputs", Kind::Obj, &tensor, 1), list("outputs", Kind::Obj, &tensor, 2),
                   bound(bound(field("sample_rate", Kind::Int), B::Ge, 8000, "8000"), B::Le, 192000, "192000"),
-                  field("channel_order", Kind::Str), bound(field("label_hop_s", Kind::Num), B::Gt, 0, "0"),
-                  bound(field("label_hop_samples", Kind::Int), B::Gt, 0, "0"), object("window", window),
+                  field("channel_order", Kind::Str),
+                  bound(bound(field("label_hop_s", Kind::Num), B::Gt, 0, "0"), B::Le, 60.0, "60"),
+                  samples("label_hop_samples", B::Gt, 0, "0"), object("window", window),
                   field("causal", Kind::Bool), optional(object("stream", stream)),
                   list("class_names", Kind::Str, nullptr, 1),
                   bound(bound(list("thresholds", Kind::Num), B::Gt, 0, "0"), B::Lt, 1, "1"),

@@ -36,6 +36,16 @@ struct Rule {
   size_t min_length = 0;           // List: items; Str: characters
 };
 
+// deploy/bundle.py's bounds: nesting, a tensor axis, one inference's input, the label hop.
+constexpr int kMaxJsonDepth = 32;
+constexpr int64_t kMaxDim = 2147483647;
+constexpr int64_t kMaxWindowSamples = int64_t{1} << 27;
+
+// Strict JSON as bundle.py's parse_json reads it: integers of 64 bits, finite numbers, at most
+// kMaxJsonDepth nested containers. Throws std::invalid_argument saying which rule broke (its
+// words are Python's for the same rule).
+nlohmann::json parse_json(const std::string& text);
+
 // Why `name` is not a plain relative file name inside a bundle (bundle.py's _plain_name), or "".
 std::string file_name_problem(const std::string& name);
 

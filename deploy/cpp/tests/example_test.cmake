@@ -25,7 +25,12 @@ function(step)
   set(STEP_OUTPUT "${out}" PARENT_SCOPE)
 endfunction()
 step("${CMAKE_COMMAND}" --install "${BUILD_DIR}" --prefix "${WORK}/prefix")
-step("${CMAKE_COMMAND}" -S "${EXAMPLE_DIR}" -B "${WORK}/build" -DCMAKE_PREFIX_PATH=${WORK}/prefix -DCMAKE_BUILD_TYPE=Release)
+set(flags)
+if(SANITIZE)  # a library built with sanitizers needs them in the program that links it
+  set(flags "-DCMAKE_CXX_FLAGS=-fsanitize=${SANITIZE}")
+endif()
+step("${CMAKE_COMMAND}" -S "${EXAMPLE_DIR}" -B "${WORK}/build" -DCMAKE_PREFIX_PATH=${WORK}/prefix -DCMAKE_BUILD_TYPE=Release
+     ${flags})
 step("${CMAKE_COMMAND}" --build "${WORK}/build")
 file(GLOB_RECURSE wavs "${WAV_DIR}/*.wav")
 list(GET wavs 0 wav)

@@ -98,3 +98,73 @@ TEST(Backends, TensorRTWithoutAnEngineIsRefused) {
   EXPECT_NE(std::string(e.what()).find("built without TensorRT"), std::string::npos) << e.what();
 #endif
 }
+
+// ---- a graph whose outputs are declared (in the graph and the manifest alike) with 4 tracks while
+// it computes 3 (issue 21: at2seld-run read past ONNX Runtime's buffer): the shapes ONNX Runtime
+// returns are checked before anything is read by the manifest's sizes.
+
+namespace {
+
+// Declares `tracks` tracks for sed_logits and doa in `graphs`, the manifest and golden.npz.
+void declare_tracks(const fs::path& b, const std::vector<std::string>& graphs, int tracks) {
+  for (const std::string& g : graphs) {
+    edit_graph(b, g, [&](onnx::ModelProto& m) {
+      for (auto& o : *m.mutable_graph()->mutable_output()) {
+        if (o.name() == "sed_logits" || o.name() == "doa") {
+          o.mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim(2)->set_dim_value(tracks);
+        }
+      }
+    });
+  }
+  edit_manifest(b, [&](json& m) {
+    m["outputs"][0]["shape"][2] = tracks;
+    m["outputs"][1]["shape"][2] = tracks;
+  });
+  write_npz(b / "golden.npz", {{"audio", {3, 4, 24000}}, {"sed_logits", {3, 10, tracks, 8}},
+                               {"doa", {3, 10, tracks, 8, 3}}});
+  rehash(b, "golden.npz");
+}
+
+}  // namespace
+
+TEST(DeclaredShapes, FourTracksDeclaredThreeComputedIsRefusedNotReadPast) {
+  fs::path b = copy_bundle();
+  declare_tracks(b, {"model.fp32.onnx"}, 4);
+  Runtime rt = Runtime::open(b);  // graph and manifest agree: the lie shows only when it runs
+  std::vector<float> audio(4 * 4800, 0.01f);
+  const std::string want = (b / "model.fp32.onnx").string() +
+                           ": output sed_logits came back with shape (1, 2, 3, 8); the manifest says (1, 2, 4, 8)";
+  auto e = error_of([&] { rt.predict(audio.data(), 4800); });
+  EXPECT_EQ(e.kind(), ErrorKind::Check);
+  EXPECT_EQ(std::string(e.what()), want);
+  EXPECT_EQ(std::string(error_of([&] { rt.infer(audio.data(), 4800); }).what()), want);
+  EXPECT_NE(std::string(error_of([&] { at2seld::verify(rt); }).what()).find("came back with shape (1, 10, 3, 8)"),
+            std::string::npos);
+}
+
+TEST(DeclaredShapes, StreamGraphOfFourDeclaredTracksIsRefusedAtItsFirstHop) {
+  fs::path b = scratch() / "stream";
+  fs::copy(fixture("stream"), b, fs::copy_options::recursive);
+  declare_tracks(b, {"model.fp32.onnx", "model.fp16.onnx", "stream.onnx"}, 4);
+  Runtime rt = Runtime::open(b);
+  at2seld::Streamer s = rt.stream();
+  std::vector<float> audio(4 * 2400, 0.01f);
+  auto e = error_of([&] { s.push(audio.data(), 2400); });
+  EXPECT_EQ(e.kind(), ErrorKind::Check);
+  EXPECT_EQ(std::string(e.what()), (b / "stream.onnx").string() +
+                                       ": output sed_logits came back with shape (1, 1, 3, 8); the manifest says (1, 1, 4, 8)");
+}
+
+TEST(DeclaredShapes, EdgeRunAndAt2seldRunRefuseItAlike) {
+  fs::path b = copy_bundle(), dir = b.parent_path() / "out";
+  declare_tracks(b, {"model.fp32.onnx"}, 4);
+  Result py = run(std::string(AT2SELD_EDGE) + " run " + quoted(fixture_wav()) + " --bundle " + quoted(b) + " --out " +
+                  quoted(dir / "py.csv") + " --no-plot");
+  Result cpp = run(std::string(AT2SELD_RUN_TOOL) + " " + quoted(fixture_wav()) + " --bundle " + quoted(b) + " --out " +
+                   quoted(dir / "cpp.csv"));
+  EXPECT_EQ(py.code, 1) << py.err;
+  EXPECT_EQ(cpp.code, 1) << cpp.err;
+  EXPECT_EQ(error_line(cpp.err), error_line(py.err));
+  EXPECT_NE(error_line(cpp.err).find("output sed_logits came back with shape (1, 40, 3, 8)"), std::string::npos) << cpp.err;
+  EXPECT_FALSE(fs::exists(dir / "cpp.csv"));
+}

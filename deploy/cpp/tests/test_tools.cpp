@@ -11,28 +11,27 @@ namespace {
 const std::string kEdge = AT2SELD_EDGE, kRun = AT2SELD_RUN_TOOL, kVerify = AT2SELD_VERIFY_TOOL,
                   kBench = AT2SELD_BENCH_TOOL;
 
-std::string read_file(const fs::path& p) {
-  std::stringstream ss;
-  ss << std::ifstream(p, std::ios::binary).rdbuf();
-  return ss.str();
-}
-
-// "error: MESSAGE\n" -> MESSAGE (both CLIs print one such line).
-std::string error_line(const std::string& err) {
-  auto at = err.find("error: ");
-  if (at == std::string::npos) return "(no error line in: " + err + ")";
-  return err.substr(at + 7, err.find('\n', at) - at - 7);
-}
-
-void write_wav(const fs::path& path, int channels, int rate) {
+// `frames` frames (default: 100 ms) of a quiet constant, 16-bit PCM.
+void write_wav(const fs::path& path, int channels, int rate, int frames = -1) {
+  if (frames < 0) frames = rate / 10;
   SF_INFO info{};
   info.channels = channels;
   info.samplerate = rate;
   info.format = SF_FORMAT_WAV | SF_FORMAT_PCM_16;
   SNDFILE* f = sf_open(path.c_str(), SFM_WRITE, &info);
-  std::vector<float> frames(static_cast<size_t>(channels) * rate / 10, 0.01f);
-  sf_writef_float(f, frames.data(), rate / 10);
+  std::vector<float> samples(static_cast<size_t>(channels) * frames + 1, 0.01f);
+  sf_writef_float(f, samples.data(), frames);
   sf_close(f);
+}
+
+// The lines of `err` that start with "warning: ".
+std::vector<std::string> warnings(const std::string& err) {
+  std::vector<std::string> out;
+  std::stringstream lines(err);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("warning: ", 0) == 0) out.push_back(line);
+  }
+  return out;
 }
 
 }  // namespace
@@ -157,4 +156,75 @@ TEST(BenchTool, JsonHasEdgeBenchsSchema) {
   EXPECT_TRUE(fs::exists(dir / "cpp" / "bench-onnxruntime.md"));
   Result fit = run(kEdge + " devices calibrate --dry-run --bench " + quoted(dir / "cpp" / "bench-onnxruntime.json"));
   EXPECT_EQ(fit.code, 0) << fit.err;  // edge devices calibrate accepts at2seld-bench's JSON
+}
+
+// ---- issue 21: audio the label grid does not cover whole, and outputs aimed into a bundle.
+
+struct ShortAudio {
+  std::string label, bundle;
+  int frames;              // written; -1: 4,800 written, then the file cut 1,001 bytes short
+  bool stream;
+  std::vector<std::string> expected;  // the warnings after "warning: WAV: "
+};
+
+void PrintTo(const ShortAudio& s, std::ostream* os) { *os << s.label; }
+
+class ShortAudioRun : public ::testing::TestWithParam<ShortAudio> {};
+
+TEST_P(ShortAudioRun, WarnsAsEdgeRunDoesInOneLine) {
+  const ShortAudio& c = GetParam();
+  fs::path dir = scratch(), wav = dir / (c.label + ".wav"), bundle = fixture(c.bundle);
+  write_wav(wav, 4, 24000, c.frames < 0 ? 4800 : c.frames);
+  if (c.frames < 0) fs::resize_file(wav, fs::file_size(wav) - 1001);
+  std::string stream = c.stream ? " --stream" : "";
+  Result py = run(kEdge + " run " + quoted(wav) + " --bundle " + quoted(bundle) + " --out " + quoted(dir / "py.csv") +
+                  " --no-plot" + stream);
+  Result cpp = run(kRun + " " + quoted(wav) + " --bundle " + quoted(bundle) + " --out " + quoted(dir / "cpp.csv") + stream);
+  ASSERT_EQ(py.code, 0) << py.err;
+  ASSERT_EQ(cpp.code, 0) << cpp.err;
+  std::vector<std::string> want;
+  for (const std::string& w : c.expected) want.push_back("warning: " + wav.string() + ": " + w);
+  EXPECT_EQ(warnings(cpp.err), want) << cpp.err;
+  EXPECT_EQ(warnings(py.err), want) << py.err;
+  EXPECT_EQ(read_file(dir / "cpp.csv"), read_file(dir / "py.csv"));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Issue21, ShortAudioRun,
+    ::testing::Values(
+        ShortAudio{"shorter_than_a_hop", "fp32", 1000, false, {"1000 samples, shorter than one 100 ms hop: no frames"}},
+        ShortAudio{"empty_streamed", "stream", 0, true, {"0 samples, shorter than one 100 ms hop: no frames"}},
+        ShortAudio{"ragged_tail", "fp32", 7700, false,
+                   {"its last 500 samples (20.8 ms) are less than one 100 ms hop: dropped"}},
+        ShortAudio{"truncated", "stream", -1, true,
+                   {"truncated: its header promises 4,800 samples, the file holds 4,674",
+                    "its last 2274 samples (94.8 ms) are less than one 100 ms hop: dropped"}}),
+    [](const auto& info) { return info.param.label; });
+
+TEST(OutputsInABundle, AreRefusedAsEdgeRefusesThemAndNothingIsWritten) {
+  fs::path b = copy_bundle(), wav = fixture_wav();
+  const std::string before = read_file(b / "manifest.json");
+  struct Pair {
+    std::string py, cpp, out;
+  };
+  const std::vector<Pair> pairs = {
+      {kEdge + " bench --bundle " + quoted(b) + " --iterations 2 --out " + quoted(b / "reports"),
+       kBench + " --bundle " + quoted(b) + " --iterations 2 --out " + quoted(b / "reports"), "reports"},
+      {kEdge + " bench --bundle " + quoted(b) + " --iterations 2 --out " + quoted(b),
+       kBench + " --bundle " + quoted(b) + " --iterations 2 --out " + quoted(b), ""},
+      {kEdge + " run " + quoted(wav) + " --bundle " + quoted(b) + " --no-plot --out " + quoted(b / "profile" / "x.csv"),
+       kRun + " " + quoted(wav) + " --bundle " + quoted(b) + " --out " + quoted(b / "profile" / "x.csv"), "profile/x.csv"}};
+  for (const Pair& p : pairs) {
+    Result py = run(p.py), cpp = run(p.cpp);
+    EXPECT_EQ(cpp.code, 2) << cpp.err;
+    EXPECT_EQ(py.code, 2) << py.err;
+    EXPECT_EQ(error_line(cpp.err), error_line(py.err));
+    fs::path out = p.out.empty() ? b : b / p.out;
+    EXPECT_EQ(error_line(cpp.err), out.string() + ": inside the bundle " + fs::canonical(b).string() +
+                                       "; a bundle holds only what its manifest lists: write outputs outside it");
+  }
+  EXPECT_FALSE(fs::exists(b / "reports"));
+  EXPECT_FALSE(fs::exists(b / "profile" / "x.csv"));
+  EXPECT_EQ(read_file(b / "manifest.json"), before);
+  EXPECT_NO_THROW(at2seld::Runtime::open(b));  // still whole
 }

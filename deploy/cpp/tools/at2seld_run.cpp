@@ -1,6 +1,7 @@
 // at2seld-run FILE.wav --bundle B [--out events.csv]: one FOA recording through a bundle to
 // DCASE output rows, as `edge run` (without its plot).
 #include <algorithm>
+#include <cstdio>
 #include <set>
 
 #include "cli.hpp"
@@ -30,6 +31,24 @@ at2seld::Prediction stream_through(at2seld::Runtime& rt, const at2seld::Audio& a
   return all;
 }
 
+// What a recording loses to the label grid, as edge run says it (run.py's frames_warning): all of
+// it when shorter than one hop, else the tail after its last whole hop; "" when nothing.
+std::string frames_warning(const std::filesystem::path& wav, int64_t samples, int64_t hop, int64_t rate) {
+  const double hop_ms = 1000.0 * static_cast<double>(hop) / static_cast<double>(rate);
+  char text[256];
+  if (samples < hop) {
+    std::snprintf(text, sizeof text, "%lld samples, shorter than one %g ms hop: no frames", static_cast<long long>(samples),
+                  hop_ms);
+  } else if (samples % hop) {
+    const int64_t tail = samples % hop;
+    std::snprintf(text, sizeof text, "its last %lld samples (%.1f ms) are less than one %g ms hop: dropped",
+                  static_cast<long long>(tail), 1000.0 * static_cast<double>(tail) / static_cast<double>(rate), hop_ms);
+  } else {
+    return "";
+  }
+  return "warning: " + wav.string() + ": " + text;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -46,7 +65,10 @@ int main(int argc, char** argv) {
         std::filesystem::path out = a.get("--out", wav.filename().replace_extension(".csv").string());
         cli::check_output_file(out);
         Audio audio = read_foa(wav, rt.manifest().sample_rate, a.has("--repair"));
-        if (!audio.warning.empty()) std::cerr << audio.warning << "\n";
+        for (const std::string& w : audio.warnings) std::cerr << w << "\n";
+        const Manifest& m = rt.manifest();
+        std::string lost = frames_warning(wav, audio.samples, m.label_hop_samples, m.sample_rate);
+        if (!lost.empty()) std::cerr << lost << "\n";
         Prediction p = a.has("--stream") ? stream_through(rt, audio) : rt.predict(audio.data.data(), audio.samples);
         write_dcase_csv(out, p.detections);
         std::set<int64_t> frames;

@@ -5,10 +5,13 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -100,18 +103,48 @@ inline void check_writable_parent(const fs::path& path) {
   }
 }
 
-// An output file that is a folder or cannot be written is refused before any work (io.check_output_file).
+// A folder with a manifest.json of a deployment bundle's format, any version (io.is_bundle).
+inline bool is_bundle(const fs::path& folder) {
+  std::error_code ec;
+  fs::path manifest = folder / "manifest.json";
+  if (!fs::is_regular_file(manifest, ec) || fs::file_size(manifest, ec) > (16u << 20)) return false;
+  std::stringstream text;
+  text << std::ifstream(manifest, std::ios::binary).rdbuf();
+  nlohmann::json j = nlohmann::json::parse(text.str(), nullptr, false);
+  if (!j.is_object() || !j.contains("format") || !j.at("format").is_string()) return false;
+  return j.at("format").get<std::string>().rfind("at2seld-edge.bundle/", 0) == 0;
+}
+
+// An output inside a bundle, or the bundle folder itself, is refused (io.check_not_in_bundle): a
+// bundle holds only what its manifest lists, so a report written there would fail its integrity
+// check. A usage error: the path alone is wrong.
+inline void check_not_in_bundle(const fs::path& path) {
+  std::error_code ec;
+  fs::path full = fs::weakly_canonical(fs::absolute(path, ec), ec);
+  for (fs::path folder = full;; folder = folder.parent_path()) {
+    if (is_bundle(folder)) {
+      throw Error(path.string() + ": inside the bundle " + folder.string() + "; a bundle holds only what its manifest "
+                  "lists: write outputs outside it", ErrorKind::Usage);
+    }
+    if (folder == folder.parent_path()) break;
+  }
+}
+
+// An output file that is a folder, lies in a bundle or cannot be written is refused before any
+// work (io.check_output_file).
 inline void check_output_file(const fs::path& path) {
   std::error_code ec;
+  check_not_in_bundle(path);
   if (fs::is_directory(path, ec)) throw Error(path.string() + ": is a folder; give a file name");
   check_writable_parent(path);
 }
 
-// An output folder that is a file, or holds something other than an earlier output of the same
-// kind (`is_ours`), is refused before any work (io.check_output_dir).
+// An output folder that is a file, lies in a bundle, or holds something other than an earlier
+// output of the same kind (`is_ours`), is refused before any work (io.check_output_dir).
 inline void check_output_dir(const fs::path& out, const std::function<bool(const fs::path&)>& is_ours,
                              const std::string& what) {
   std::error_code ec;
+  check_not_in_bundle(out);
   if (fs::exists(out, ec) && !fs::is_directory(out, ec)) {
     throw Error(out.string() + ": exists and is not a folder; give another --out");
   }

@@ -112,6 +112,7 @@ struct Manifest {
   std::vector<float> thresholds;
   std::map<std::string, std::optional<double>> tolerances;
   std::optional<EngineInfo> engine;
+  std::optional<std::string> fp16_model;  // the FP16-typed graph strongly typed builders take (TensorRT-RTX)
 };
 
 // A tensor returned by one inference (float32, row-major).
@@ -208,11 +209,12 @@ class AT2SELD_API Streamer {
 
 // A FOA wav as planar float32 (read with libsndfile); refuses what `edge run` refuses, with its
 // messages: a missing or unreadable file, not 4 channels, another sample rate, NaN or Inf
-// samples (zeroed instead with `repair`, which says so in `warning`).
+// samples (zeroed instead with `repair`, which says so in `warnings`). A truncated file (fewer
+// samples than its header promises) is read as far as it goes, with a warning.
 struct Audio {
   int64_t samples = 0;
   std::vector<float> data;  // 4 * samples, planar
-  std::string warning;
+  std::vector<std::string> warnings;  // one line each, as edge run prints them
 };
 AT2SELD_API Audio read_foa(const std::filesystem::path& path, int64_t sample_rate, bool repair = false);
 
