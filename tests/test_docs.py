@@ -64,7 +64,7 @@ def anchors(path: Path) -> set[str]:
     return {s if i == 0 else f"{s}-{i}" for s, count in seen.items() for i in range(count + 1)}
 
 
-@pytest.mark.slow  # 34 s of CPU, 66 s wall on 2 loaded cores: mostly edge build and six commands' imports
+@pytest.mark.slow  # 23 s on 2 idle cores, 66 s loaded: mostly edge build and six commands' imports
 def test_the_quickstart_runs_as_written(tmp_path):
     blocks = fenced_blocks(GETTING_STARTED, "sh")
     assert len(blocks) >= 4, f"{GETTING_STARTED}: expected the quickstart's ```sh blocks"
