@@ -1,20 +1,21 @@
-# The README's example program: its code block must be examples/detect.cpp, which is installed
-# against, built with find_package as a user would, run on a bundle and a wav, and checked.
-file(READ "${README}" readme)
+# The docs' example program (DOC: docs/stages/cpp-runtime.md): its code block must be
+# examples/detect.cpp, which is installed against, built with find_package as a user would, run on
+# a bundle and a wav, and checked.
+file(READ "${DOC}" doc)
 file(READ "${EXAMPLE_DIR}/detect.cpp" example)
 set(marker "<!-- deploy/cpp/examples/detect.cpp: the tests compile this block -->")
-string(FIND "${readme}" "${marker}" at)
+string(FIND "${doc}" "${marker}" at)
 if(at EQUAL -1)
-  message(FATAL_ERROR "${README} has no line ${marker} followed by the example's ```cpp block")
+  message(FATAL_ERROR "${DOC} has no line ${marker} followed by the example's ```cpp block")
 endif()
-string(SUBSTRING "${readme}" ${at} -1 rest)
+string(SUBSTRING "${doc}" ${at} -1 rest)
 string(FIND "${rest}" "```cpp\n" open)
 math(EXPR open "${open} + 7")
 string(SUBSTRING "${rest}" ${open} -1 rest)
 string(FIND "${rest}" "```" close)
 string(SUBSTRING "${rest}" 0 ${close} block)
 if(NOT block STREQUAL example)
-  message(FATAL_ERROR "the README's example block differs from ${EXAMPLE_DIR}/detect.cpp; make them the same")
+  message(FATAL_ERROR "the example block of ${DOC} differs from ${EXAMPLE_DIR}/detect.cpp; make them the same")
 endif()
 file(REMOVE_RECURSE "${WORK}")
 function(step)
