@@ -77,6 +77,8 @@ class Throughput(_Strict):
     fp16_tflops: float = Field(gt=0)  # dense (tensor cores on a GPU)
     int8_tops: float = Field(gt=0)  # dense
     int8_tops_sparse: float | None = Field(None, gt=0)  # 2:4 structured sparsity
+    fp8_tflops: float | None = Field(None, gt=0)  # dense; None: no FP8 tensor cores (or not recorded)
+    fp4_tflops: float | None = Field(None, gt=0)  # dense; None: no FP4 tensor cores (or not recorded)
 
 
 class DlaSpec(_Strict):
@@ -93,17 +95,22 @@ class MemorySpec(_Strict):
 
 class PowerMode(_Strict):
     name: str
-    watts: float = Field(gt=0)
+    watts: float | None = Field(None, gt=0)  # None: no power budget (a MAXN mode)
     gpu_clock_mhz: float | None = Field(None, gt=0)  # None: not published; the maximum is assumed
     memory_bandwidth_gbs: float | None = Field(None, gt=0)
     jetpack_min: str | None = None
+    default: bool = False  # the mode the module boots in
+    source: str | None = None
 
 
 class JetPackRelease(_Strict):
     version: str
-    l4t: str
+    l4t: str | None = None  # Jetson Linux
     tensorrt: str
     cuda: str
+    python: str | None = None  # the system python3 (JetPack's TensorRT bindings are built for it)
+    ubuntu: str | None = None
+    source: str | None = None
 
 
 class EstimateSpec(_Strict):
@@ -143,7 +150,8 @@ class DeviceSpec(_Strict):
     dla: DlaSpec
     memory: MemorySpec
     power_modes: list[PowerMode] = []
-    jetpack: list[JetPackRelease] = []
+    jetpack: list[JetPackRelease] = []  # oldest first; the last is the one a build targets by default
+    jetpack_newer: list[JetPackRelease] = []  # releases after that default, not yet build targets
     estimate: EstimateSpec | None = None
     _origin: str = PrivateAttr("")
 
@@ -168,6 +176,11 @@ class DeviceSpec(_Strict):
             raise ValueError("a cpu device needs a `cpu` section")
         if self.kind != "cpu" and self.gpu is None:
             raise ValueError(f"a {self.kind} device needs a `gpu` section")
+        if sum(m.default for m in self.power_modes) > 1:
+            raise ValueError("more than one power mode says `default: true`")
+        versions = [r.version for r in self.jetpack + self.jetpack_newer]
+        if len(set(versions)) != len(versions):
+            raise ValueError(f"a JetPack release is listed twice ({', '.join(versions)})")
         return self
 
     def power_mode(self, name: str | None) -> PowerMode | None:
