@@ -61,7 +61,8 @@ def _plain_name(name: str) -> str:
     return name
 
 
-FileName = Annotated[str, AfterValidator(_plain_name)]
+FILE_NAME_FORMAT = "bundle-file-name"  # how the JSON schema marks such a name (for the C++ loader)
+FileName = Annotated[str, AfterValidator(_plain_name), Field(json_schema_extra={"format": FILE_NAME_FORMAT})]
 
 
 class TensorSpec(_Strict):
@@ -334,7 +335,7 @@ def read_manifest(mpath: Path) -> BundleManifest:
         raise EdgeError(f"{mpath}: bundle format {data.get('format')!r}; this toolkit "
                         f"({at2seld_edge.__version__}) reads {FORMAT!r}")
     try:
-        manifest = BundleManifest.model_validate(data)
+        manifest = BundleManifest.model_validate(data, strict=True)  # JSON's types: "24000" is no integer
     except ValidationError as e:
         raise EdgeError(f"{mpath}: {format_validation_error(e, BundleManifest)}") from None
     if _major(manifest.toolkit_version) != _major(at2seld_edge.__version__):
