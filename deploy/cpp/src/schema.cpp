@@ -7,6 +7,7 @@
 #include <memory>
 #include <limits>
 #include <regex>
+#include <set>
 #include <stdexcept>
 
 #include "limits.hpp"
@@ -176,6 +177,7 @@ class BoundedSax {
  public:
   BoundedSax(json& out, const std::string& text) : dom_(out, false), text_(text) {}
   std::string error;
+  std::string repeated;  // the first key found twice in one object (reported once the rest parsed)
 
   bool null() { return dom_.null(); }
   bool boolean(bool v) { return dom_.boolean(v); }
@@ -191,9 +193,21 @@ class BoundedSax {
   }
   bool string(std::string& v) { return dom_.string(v); }
   bool binary(json::binary_t& v) { return dom_.binary(v); }
-  bool key(std::string& k) { return dom_.key(k); }
-  bool start_object(std::size_t n) { return deeper() && dom_.start_object(n); }
-  bool end_object() { --depth_; return dom_.end_object(); }
+  bool key(std::string& k) {
+    Keys& keys = objects_.back();
+    if (!keys.seen.insert(k).second && keys.repeated.empty()) keys.repeated = k;
+    return dom_.key(k);
+  }
+  bool start_object(std::size_t n) {
+    objects_.emplace_back();
+    return deeper() && dom_.start_object(n);
+  }
+  bool end_object() {
+    if (repeated.empty()) repeated = objects_.back().repeated;  // the first, objects in the order they close
+    objects_.pop_back();
+    --depth_;
+    return dom_.end_object();
+  }
   bool start_array(std::size_t n) { return deeper() && dom_.start_array(n); }
   bool end_array() { --depth_; return dom_.end_array(); }
   bool parse_error(std::size_t position, const std::string& token, const nlohmann::detail::exception& e) {
@@ -224,8 +238,13 @@ class BoundedSax {
     error = "number " + shown_token(token) + " is out of range";
     return false;
   }
+  struct Keys {
+    std::set<std::string> seen;
+    std::string repeated;
+  };
   nlohmann::detail::json_sax_dom_parser<json> dom_;
   const std::string& text_;
+  std::vector<Keys> objects_;  // the keys of every object still open
   int depth_ = 0;
 };
 
@@ -235,6 +254,7 @@ json parse_json(const std::string& text) {
   json out;
   BoundedSax sax(out, text);
   if (!json::sax_parse(text, &sax)) throw std::invalid_argument(sax.error);
+  if (!sax.repeated.empty()) throw std::invalid_argument("key " + py_repr(sax.repeated) + " appears twice in one object");
   return out;
 }
 

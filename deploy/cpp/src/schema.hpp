@@ -40,7 +40,7 @@ struct Rule {
 };
 
 // Strict JSON as bundle.py's parse_json reads it: integers of 64 bits, finite numbers, at most
-// limits().max_json_depth nested containers. Throws std::invalid_argument saying which rule broke
+// limits().max_json_depth nested containers, no key twice in one object. Throws std::invalid_argument saying which rule broke
 // (its words are Python's for the same rule). Objects keep their keys' order, as Python's dicts
 // do, so problems are reported in the same order.
 nlohmann::ordered_json parse_json(const std::string& text);
