@@ -7,7 +7,8 @@ config, a budget or a record is refused where it is read, not turned into an ove
 
 from __future__ import annotations
 
-from typing import Any, get_args
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -35,12 +36,26 @@ def format_validation_error(err: ValidationError, root: type[BaseModel]) -> str:
 
 
 def _allowed_keys(root: type[BaseModel], loc: tuple) -> list[str]:
-    model: Any = root
+    """The fields of the model at `loc`, through lists, dicts and `X | None` (`inputs.0`: a
+    TensorSpec's), or [] where no model is."""
+    node: Any = root
     for part in loc:
-        field = model.model_fields.get(part) if isinstance(part, str) else None
-        ann = getattr(field, "annotation", None)
-        ann = next((t for t in get_args(ann) if isinstance(t, type) and issubclass(t, BaseModel)), ann)  # X | None
-        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
-            return []
-        model = ann
-    return list(model.model_fields)
+        model = _model_of(node)
+        if model is not None:
+            field = model.model_fields.get(part) if isinstance(part, str) else None
+            node = getattr(field, "annotation", None)
+        else:  # an element of a list (an int part) or a dict (a key)
+            args = [a for a in get_args(_model_of(node, container=True)) if a is not type(None)]
+            node = args[-1] if args else None
+    model = _model_of(node)
+    return list(model.model_fields) if model is not None else []
+
+
+def _model_of(t: Any, container: bool = False) -> Any:
+    """`t`, or the member of the union `t` that is a model (container: a list or dict type)."""
+    for member in (t, *get_args(t)) if get_origin(t) in (Union, UnionType) else (t,):
+        if container and get_origin(member) in (list, tuple, dict):
+            return member
+        if not container and isinstance(member, type) and issubclass(member, BaseModel):
+            return member
+    return None

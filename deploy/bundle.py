@@ -61,7 +61,8 @@ def _plain_name(name: str) -> str:
     return name
 
 
-FileName = Annotated[str, AfterValidator(_plain_name)]
+FILE_NAME_FORMAT = "bundle-file-name"  # how the JSON schema marks such a name (for the C++ loader)
+FileName = Annotated[str, AfterValidator(_plain_name), Field(json_schema_extra={"format": FILE_NAME_FORMAT})]
 
 
 class TensorSpec(_Strict):
@@ -334,7 +335,7 @@ def read_manifest(mpath: Path) -> BundleManifest:
         raise EdgeError(f"{mpath}: bundle format {data.get('format')!r}; this toolkit "
                         f"({at2seld_edge.__version__}) reads {FORMAT!r}")
     try:
-        manifest = BundleManifest.model_validate(data)
+        manifest = BundleManifest.model_validate(data, strict=True)  # JSON's types: "24000" is no integer
     except ValidationError as e:
         raise EdgeError(f"{mpath}: {format_validation_error(e, BundleManifest)}") from None
     if _major(manifest.toolkit_version) != _major(at2seld_edge.__version__):
@@ -345,9 +346,18 @@ def read_manifest(mpath: Path) -> BundleManifest:
 
 def parse_json(text: str):
     """Strict JSON as the C++ runtime reads it: no NaN or Infinity, integers of 64 bits, finite
-    floats, at most MAX_JSON_DEPTH nested containers; ValueError says which rule broke."""
+    floats, at most MAX_JSON_DEPTH nested containers, no key twice in one object (which a reader
+    and a parser could each take differently); ValueError says which rule broke."""
+    repeated = []  # the first repeated key, objects in the order they close
+
+    def unique(pairs):
+        seen = set()
+        repeated.extend(k for k, _ in pairs if k in seen or seen.add(k))
+        return dict(pairs)
+
     try:
-        data = json.loads(text, parse_int=_int64, parse_float=_finite, parse_constant=_no_constant)
+        data = json.loads(text, parse_int=_int64, parse_float=_finite, parse_constant=_no_constant,
+                          object_pairs_hook=unique)
     except RecursionError:
         raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
     stack = [(data, 1)]
@@ -357,6 +367,8 @@ def parse_json(text: str):
             if depth > MAX_JSON_DEPTH:
                 raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
             stack += [(v, depth + 1) for v in (value.values() if isinstance(value, dict) else value)]
+    if repeated:
+        raise ValueError(f"key {repeated[0]!r} appears twice in one object")
     return data
 
 

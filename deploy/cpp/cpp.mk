@@ -7,8 +7,10 @@ CPP_ASAN := $(CPP_DIR)/build/asan
 
 .PHONY: cpp cpp-test cpp-asan
 
+# The bundle's rules come from the Python schema: regenerated first (rewritten only when they changed).
 cpp: $(STAMP)
 	$(CPP_DIR)/install_deps.sh
+	$(BIN)/python -m at2seld_edge.deploy.bundle_limits
 	cmake -S $(CPP_DIR) -B $(CPP_BUILD) -DCMAKE_BUILD_TYPE=Release
 	cmake --build $(CPP_BUILD) -j2
 

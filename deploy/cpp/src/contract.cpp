@@ -7,6 +7,7 @@
 #include <fstream>
 #include <set>
 
+#include "limits.hpp"
 #include "npz.hpp"
 #include "util.hpp"
 
@@ -15,13 +16,9 @@ namespace fs = std::filesystem;
 namespace at2seld::detail {
 namespace {
 
-const std::map<std::string, int> kOnnxDtypes = {{"float32", 1}, {"float16", 10}, {"int64", 7}, {"int32", 6}};
-constexpr double kMaxGoldenBytes = double(uint64_t{1} << 30);  // contract.py MAX_GOLDEN_BYTES
-// contract.py ENGINE_TAGS: the tags a serialized TensorRT plan begins with (TensorRT-RTX 1.7's
-// serializer writes these three; the format is not documented). A TensorRT-RTX plan records its
-// own size at byte 16.
-const std::vector<std::string> kEngineTags = {"ftrt", "vtrt", "qtrt"};
-const std::map<std::string, std::string> kEngineTitles = {{"tensorrt", "TensorRT"}, {"tensorrt-rtx", "TensorRT-RTX"}};
+bool contains(const std::vector<std::string>& values, const std::string& v) {
+  return std::find(values.begin(), values.end(), v) != values.end();
+}
 
 std::string py_list(const std::vector<std::string>& names) {
   std::string out = "[";
@@ -44,7 +41,7 @@ std::vector<std::string> io_problems(const std::string& graph, const std::string
     const auto& t = values[k]->type().tensor_type();
     const TensorSpec& spec = specs[k];
     const std::string& name = values[k]->name();
-    if (t.elem_type() != kOnnxDtypes.at(spec.dtype)) {
+    if (t.elem_type() != limits().onnx_dtypes.at(spec.dtype)) {
       problems.push_back(format("%s: %s %s has element type %d, the manifest says %s", graph.c_str(), kind.c_str(),
                                 name.c_str(), t.elem_type(), spec.dtype.c_str()));
     }
@@ -104,7 +101,7 @@ const onnx::NodeProto* custom_node(const onnx::GraphProto& graph) {
     const onnx::GraphProto* g = stack.back();
     stack.pop_back();
     for (const auto& n : g->node()) {
-      if (!n.domain().empty() && n.domain() != "ai.onnx") return &n;
+      if (!contains(limits().standard_domains, n.domain())) return &n;
       for (const auto& a : n.attribute()) {
         if (a.type() == onnx::AttributeProto::GRAPH) stack.push_back(&a.g());
         for (const auto& sub : a.graphs()) stack.push_back(&sub);
@@ -140,7 +137,7 @@ std::vector<std::string> graph_problems(const fs::path& root, const std::string&
   problems.insert(problems.end(), more.begin(), more.end());
   if (c.precision.empty()) return problems;
   bool has_qdq = false;
-  for (const auto& n : g.node()) has_qdq = has_qdq || n.op_type() == "QuantizeLinear" || n.op_type() == "DequantizeLinear";
+  for (const auto& n : g.node()) has_qdq = has_qdq || contains(limits().qdq_ops, n.op_type());
   if ((c.precision == "int8" || c.precision == "best") && !has_qdq) {
     problems.push_back(name + ": the manifest says " + c.precision +
                        ", but the graph has no QuantizeLinear/DequantizeLinear nodes");
@@ -160,8 +157,8 @@ std::vector<std::string> golden_problems(const fs::path& path, const Manifest& m
   }
   std::vector<std::string> keys;
   for (const auto& [key, a] : arrays) keys.push_back(key);
-  if (keys != std::vector<std::string>{"audio", "doa", "sed_logits"}) {
-    return {name + ": arrays " + py_list(keys) + ", expected ['audio', 'doa', 'sed_logits']"};
+  if (keys != limits().golden_keys) {  // both sorted
+    return {name + ": arrays " + py_list(keys) + ", expected " + py_list(limits().golden_keys)};
   }
   for (const auto& [key, a] : arrays) {
     if (a.dtype == "object") return {name + ": not a golden file: it holds pickled objects (refused)"};
@@ -171,10 +168,10 @@ std::vector<std::string> golden_problems(const fs::path& path, const Manifest& m
     zip_bytes += static_cast<double>(a.zip_bytes);
     npy_bytes += a.bytes();
   }
-  if (std::max(zip_bytes, npy_bytes) > kMaxGoldenBytes) {
+  if (std::max(zip_bytes, npy_bytes) > static_cast<double>(limits().max_golden_bytes)) {
     double declared = std::min(std::max(zip_bytes, npy_bytes), 1.8e19);  // printable as an integer
     return {name + ": its arrays hold " + thousands(static_cast<uintmax_t>(declared)) + " bytes; a golden file holds "
-            "at most " + thousands(static_cast<uintmax_t>(kMaxGoldenBytes))};
+            "at most " + thousands(limits().max_golden_bytes)};
   }
   const NpyArray& audio = arrays["audio"];
   if (audio.dtype != "float32" || audio.shape.size() != 3 || audio.shape[1] != 4 || audio.shape[0] == 0) {
@@ -212,10 +209,11 @@ std::vector<std::string> golden_problems(const fs::path& path, const Manifest& m
 }
 
 // An engine entry must name a serialized plan (its tag; for TensorRT-RTX its recorded size), not
-// any file renamed (contract.py's _engine_problems).
+// any file renamed (contract.py's _engine_problems). The tags are those TensorRT-RTX 1.7's
+// serializer writes (the format is not documented); a TensorRT-RTX plan records its size at byte 16.
 std::vector<std::string> engine_problems(const fs::path& root, const Manifest& m) {
   if (!m.engine) return {};
-  const std::string& title = kEngineTitles.at(m.engine->builder);
+  const std::string& title = limits().engine_titles.at(m.engine->builder);
   std::vector<std::string> names = {m.engine->file}, problems;
   if (m.stream && m.stream->engine) names.push_back(*m.stream->engine);
   for (const std::string& name : names) {
@@ -228,7 +226,7 @@ std::vector<std::string> engine_problems(const fs::path& root, const Manifest& m
     uint64_t recorded = 0;
     for (int k = 7; k >= 0; --k) recorded = (recorded << 8) | head[16 + k];  // little-endian
     const std::string tag(reinterpret_cast<const char*>(head), 4);
-    if (got < 24 || std::find(kEngineTags.begin(), kEngineTags.end(), tag) == kEngineTags.end()) {
+    if (got < 24 || !contains(limits().engine_tags, tag)) {
       problems.push_back(name + ": not a " + title + " engine (a serialized plan begins with the tag ftrt, vtrt or qtrt)");
     } else if (m.engine->builder == "tensorrt-rtx" && recorded != size) {
       problems.push_back(name + ": not a whole " + title + " engine (its header records " + thousands(recorded) +

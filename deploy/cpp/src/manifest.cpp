@@ -6,21 +6,18 @@
 #include <set>
 
 #include "contract.hpp"
+#include "limits.hpp"
 #include "schema.hpp"
 #include "util.hpp"
 
 namespace fs = std::filesystem;
-using json = nlohmann::json;
+using json = nlohmann::ordered_json;
 
 namespace at2seld::detail {
 
 const char* const kToolkitVersion = AT2SELD_TOOLKIT_VERSION;
 
 namespace {
-
-constexpr const char* kFormat = "at2seld-edge.bundle/2";
-constexpr const char* kManifest = "manifest.json";
-constexpr uintmax_t kMaxManifestBytes = 16u << 20;
 
 std::string join(const std::vector<std::string>& parts) {
   std::string out;
@@ -71,7 +68,7 @@ StreamSpec stream_spec(const json& s) {
 
 Manifest from_json(const json& j) {
   Manifest m;
-  m.format = kFormat;
+  m.format = limits().format;
   m.toolkit_version = j.at("toolkit_version");
   m.target = j.at("target");
   m.precision = j.at("precision");
@@ -92,10 +89,7 @@ Manifest from_json(const json& j) {
   for (auto it = j.at("tolerances").begin(); it != j.at("tolerances").end(); ++it) {
     m.tolerances[it.key()] = it->is_null() ? std::nullopt : std::optional<double>(it->get<double>());
   }
-  for (const char* key : {"max_abs_logit", "max_abs_doa", "min_decision_agreement", "max_mean_doa_error_deg",
-                          "max_p95_doa_error_deg"}) {
-    m.tolerances.emplace(key, std::nullopt);
-  }
+  for (const std::string& key : model_fields("Tolerances")) m.tolerances.emplace(key, std::nullopt);
   if (j.contains("engine") && !j.at("engine").is_null()) {
     const json& e = j.at("engine");
     m.engine = EngineInfo{e.at("file"), e.value("builder", "tensorrt"), e.at("tensorrt_version"), e.at("gpu_name"),
@@ -130,7 +124,7 @@ std::vector<std::string> bundle_files(const fs::path& root) {
        it.increment(ec)) {
     if (!it->is_symlink(ec) && it->is_directory(ec)) continue;
     std::string rel = it->path().lexically_relative(root).generic_string();
-    if (rel != kManifest) names.push_back(rel);
+    if (rel != limits().manifest) names.push_back(rel);
   }
   std::sort(names.begin(), names.end());
   return names;
@@ -169,8 +163,6 @@ std::vector<std::string> file_problems(const fs::path& root, const json& j) {
   return problems;
 }
 
-constexpr int64_t kMaxStateBytes = int64_t{1} << 30;  // deploy/bundle.py MAX_STATE_BYTES
-
 // The Stream model's validator: distinct state names, inputs and outputs; bounded state.
 std::string stream_problem(const StreamSpec& s) {
   std::set<std::string> names = {"audio", "sed_logits", "doa"}, layers;
@@ -190,8 +182,8 @@ std::string stream_problem(const StreamSpec& s) {
     for (int64_t d : x.shape) n *= static_cast<double>(d);
     bytes += n;
   }
-  if (bytes > static_cast<double>(kMaxStateBytes)) {
-    return "stream: the states hold more than " + thousands(static_cast<uintmax_t>(kMaxStateBytes)) + " bytes";
+  if (bytes > static_cast<double>(limits().max_state_bytes)) {
+    return "stream: the states hold more than " + thousands(limits().max_state_bytes) + " bytes";
   }
   return "";
 }
@@ -199,13 +191,8 @@ std::string stream_problem(const StreamSpec& s) {
 // The tolerances the precision's golden check judges by (evaluation/agreement.py's tolerances())
 // that the manifest leaves out, comma-separated, or "".
 std::string missing_tolerances(const Manifest& m) {
-  static const std::map<std::string, std::vector<std::string>> required = {
-      {"fp32", {"max_abs_logit", "max_abs_doa"}},
-      {"fp16", {"min_decision_agreement", "max_mean_doa_error_deg", "max_p95_doa_error_deg"}},
-      {"int8", {"min_decision_agreement", "max_mean_doa_error_deg", "max_p95_doa_error_deg"}},
-      {"best", {"min_decision_agreement", "max_mean_doa_error_deg", "max_p95_doa_error_deg"}}};
   std::string missing;
-  for (const std::string& key : required.at(m.precision)) {
+  for (const std::string& key : limits().golden_tolerances.at(m.precision)) {
     if (!m.tolerances.at(key)) missing += (missing.empty() ? "" : ", ") + key;
   }
   return missing;
@@ -288,20 +275,21 @@ std::string runtime_problem(const Manifest& m) {
 }  // namespace
 
 Manifest load_manifest(const fs::path& root) {
-  fs::path mpath = root / kManifest;
+  const BundleLimits& l = limits();
+  fs::path mpath = root / l.manifest;
   std::error_code ec;
-  if (!fs::is_regular_file(mpath, ec)) throw Error(root.string() + ": not a bundle (no " + kManifest + ")");
+  if (!fs::is_regular_file(mpath, ec)) throw Error(root.string() + ": not a bundle (no " + l.manifest + ")");
   auto size = fs::file_size(mpath, ec);
-  if (size > kMaxManifestBytes) {
+  if (size > l.max_manifest_bytes) {
     throw Error(mpath.string() + ": " + thousands(size) + " bytes; a manifest is a few kB (at most " +
-                thousands(kMaxManifestBytes) + ")");
+                thousands(l.max_manifest_bytes) + ")");
   }
   json j = read_json(mpath);
   if (!j.is_object()) throw Error(mpath.string() + ": not a manifest (a JSON object is expected)");
-  if (j.value("format", json()) != json(kFormat)) {
+  if (j.value("format", json()) != json(l.format)) {
     json f = j.value("format", json());
-    throw Error(mpath.string() + ": bundle format " + (f.is_string() ? py_repr(f.get<std::string>()) : f.is_null() ? "None" : f.dump()) +
-                "; this toolkit (" + kToolkitVersion + ") reads " + py_repr(kFormat));
+    throw Error(mpath.string() + ": bundle format " + py_value(f) +
+                "; this toolkit (" + kToolkitVersion + ") reads " + py_repr(l.format));
   }
   auto problems = validate(j, manifest_schema());
   Manifest m;

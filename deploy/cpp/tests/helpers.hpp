@@ -20,7 +20,7 @@
 #include "at2seld/runtime.hpp"
 
 namespace fs = std::filesystem;
-using json = nlohmann::json;
+using json = nlohmann::ordered_json;  // a manifest edited keeps its keys' order, as Python's json does
 
 namespace testing_helpers {
 
